@@ -1,0 +1,718 @@
+"""Client and Task.
+
+The C client always runs in libgearman's non-blocking mode, and pygear
+waits itself in slices (``_base.Deadline``): ``gearman_wait`` retries
+``poll()`` on EINTR, so a blocking C call would hold Ctrl-C back for as
+long as it runs.  ``do*`` go through ``gearman_execute``, whose tasks keep
+their result in C, so the fast path runs no Python callback at all.
+"""
+from __future__ import annotations
+
+import itertools
+import weakref
+from ctypes import byref, c_int, c_void_p, cast, string_at
+from typing import Any, Callable, Dict, List, Optional, Union
+
+from . import _lib
+from ._base import (CONNECTION_CODES, IO_WAIT, PAUSE, SUCCESS, Deadline, Handle,
+                    to_bytes)
+from .errors import ERROR, RETURN_CODES, describe_returncode, error_for
+from .serializers import JSON, decode, encode
+
+WORK_EXCEPTION = RETURN_CODES["WORK_EXCEPTION"]
+WORK_FAIL = RETURN_CODES["WORK_FAIL"]
+_PRIORITY = {"high": _lib.PRIORITY_HIGH, "normal": _lib.PRIORITY_NORMAL,
+             "low": _lib.PRIORITY_LOW}
+_ADD_TASK = {
+    ("normal", False): "gearman_client_add_task",
+    ("high", False): "gearman_client_add_task_high",
+    ("low", False): "gearman_client_add_task_low",
+    ("normal", True): "gearman_client_add_task_background",
+    ("high", True): "gearman_client_add_task_high_background",
+    ("low", True): "gearman_client_add_task_low_background",
+}
+_CALLBACK_KINDS = ("workload", "created", "data", "warning", "status",
+                   "complete", "exception", "fail")
+_OPTION_BITS = {
+    "non_blocking": _lib.CLIENT_NON_BLOCKING,
+    "unbuffered_result": _lib.CLIENT_UNBUFFERED_RESULT,
+    "free_tasks": _lib.CLIENT_FREE_TASKS,
+    "generate_unique": _lib.CLIENT_GENERATE_UNIQUE,
+}
+_task_keys = itertools.count(1)
+
+
+def _unique_arg(unique: Optional[Union[str, bytes]]) -> Optional[bytes]:
+    if unique is None:
+        return None
+    data = to_bytes(unique, "unique key")
+    if len(data) >= _lib.MAX_UNIQUE_SIZE:
+        raise ValueError("unique key is %d bytes; libgearman allows at most %d"
+                         % (len(data), _lib.MAX_UNIQUE_SIZE - 1))
+    return data
+
+
+def _function_arg(function: Union[str, bytes]) -> bytes:
+    data = to_bytes(function, "function name")
+    if len(data) >= _lib.FUNCTION_MAX_SIZE:
+        raise ValueError("function name is %d bytes; libgearman allows at most %d"
+                         % (len(data), _lib.FUNCTION_MAX_SIZE - 1))
+    return data
+
+# --- Task ----------------------------------------------------------------------
+# C calls these with the task's address; the task's context is its key in
+# LIVE_TASKS.  A Task that Python dropped is simply not found.
+LIVE_TASKS: "weakref.WeakValueDictionary[int, Task]" = weakref.WeakValueDictionary()
+_PAYLOAD_EVENTS = frozenset(("data", "warning", "complete", "exception"))
+
+
+def _make_trampoline(kind: str):
+    get, context = LIVE_TASKS.get, _lib.gearman_task_context
+    data_of, size_of = _lib.gearman_task_data, _lib.gearman_task_data_size
+    payload = kind in _PAYLOAD_EVENTS
+
+    def trampoline(addr):
+        client = None
+        try:
+            task = get(context(addr))
+            if task is None:
+                return SUCCESS
+            client = task._client
+            if payload:
+                size = size_of(addr)
+                task._data = string_at(data_of(addr), size) if size else b""
+            elif kind == "fail":
+                task._data = None
+            task._event = kind
+            callback = client._callbacks.get(kind) if client is not None else None
+            if callback is not None:
+                callback(task)
+            return SUCCESS
+        except BaseException as exc:   # nothing may cross the C frame
+            if client is not None and client._pending is None:
+                client._pending = exc
+            return PAUSE   # a failure code: run_tasks returns, the event is kept
+    trampoline.__name__ = "on_%s" % kind
+    return _lib.task_fn(trampoline)
+
+
+def _on_context_free(addr, context):
+    # libgearman frees a task itself (free_tasks option): keep what it saw.
+    try:
+        task = LIVE_TASKS.get(context)
+        if task is not None and task._addr == addr:
+            task._snapshot()
+            task._forget()
+    except BaseException:
+        pass
+
+
+# Created once and kept for the life of the process, so C can never call a
+# freed trampoline.
+TRAMPOLINES: Dict[str, Any] = {kind: _make_trampoline(kind) for kind in _CALLBACK_KINDS}
+TRAMPOLINES["context_free"] = _lib.task_context_free_fn(_on_context_free)
+
+
+class Task:
+    """One job submitted through ``add_task*``.  While its C task lives,
+    reads go to C; once the C task is freed (client closed, task done and
+    dropped) it answers from what it last saw."""
+
+    __slots__ = ("_client", "_key", "_fn", "_uq", "_workload", "_c_name",
+                 "_background", "_priority", "_addr", "_serializer", "_data",
+                 "_event", "_handle", "_unique", "_function", "_rc", "_known",
+                 "_running", "_num", "_den", "_error", "_state", "__weakref__")
+
+    def __init__(self, client: "Client", key: int, fn: bytes, uq: Optional[bytes],
+                 workload: bytes, c_name: str, background: bool, priority: str) -> None:
+        self._client: Optional[Client] = client
+        self._key, self._fn, self._uq, self._workload = key, fn, uq, workload
+        self._c_name, self._background, self._priority = c_name, background, priority
+        self._serializer = client._serializer
+        self._addr: Optional[int] = None
+        self._reset()
+        self._function = fn.decode("utf-8", "replace")
+        self._unique = uq.decode("utf-8", "replace") if uq else None
+
+    def _reset(self) -> None:
+        self._data: Optional[bytes] = None
+        self._event: Optional[str] = None
+        self._handle: Optional[str] = None
+        self._rc = RETURN_CODES["UNKNOWN_STATE"]
+        self._known = self._running = False
+        self._num = self._den = 0
+        self._error: Optional[str] = None
+        self._state = "new"
+
+    def _attach(self, addr: int) -> None:
+        self._addr = addr
+        LIVE_TASKS[self._key] = self
+
+    def _finished_in_c(self) -> bool:
+        return bool(_lib.gearman_task_is_finished(self._addr))
+
+    def _snapshot(self) -> None:
+        addr = self._addr
+        text = lambda raw: raw.decode("utf-8", "replace") if raw else None  # noqa: E731
+        self._handle = text(_lib.gearman_task_job_handle(addr)) or self._handle
+        self._unique = text(_lib.gearman_task_unique(addr)) or self._unique
+        self._rc = _lib.gearman_task_return(addr)
+        self._known = bool(_lib.gearman_task_is_known(addr))
+        self._running = bool(_lib.gearman_task_is_running(addr))
+        self._num = int(_lib.gearman_task_numerator(addr))
+        self._den = int(_lib.gearman_task_denominator(addr))
+        self._error = text(_lib.gearman_task_error(addr))
+        self._state = text(_lib.gearman_task_strstate(addr)) or self._state
+        if self._rc == WORK_EXCEPTION and self._event != "exception":
+            exc = _lib.gearman_task_exception(addr)
+            self._data = string_at(exc.c_str, exc.size) if exc.c_str and exc.size else None
+
+    def _forget(self) -> None:
+        LIVE_TASKS.pop(self._key, None)
+        self._addr = None
+        self._client = None
+        self._workload = b""
+
+    def _detach(self) -> None:
+        """Keep what the C task saw, then free it."""
+        if self._addr:
+            self._snapshot()
+            addr = self._addr
+            self._forget()
+            _lib.gearman_task_free(addr)
+
+    def __del__(self) -> None:
+        # GC may run in any thread, even inside run_tasks: hand the C task to
+        # its client, which frees it at a safe point.
+        try:
+            addr, client = self._addr, self._client
+            if addr and client is not None and client._ptr is not None:
+                client._free_queue.append((_lib.gearman_task_free, addr))
+        except Exception:
+            pass
+
+    def _read(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        with client._lock:
+            if self._addr:
+                self._snapshot()
+
+    # --- public ----------------------------------------------------------------
+    def result(self) -> Any:
+        """The deserialized payload of the latest event, or None."""
+        self._read()
+        data = self._data
+        if data is None:
+            return None
+        if self._rc == WORK_EXCEPTION or self._event == "exception":
+            return _decode_report(self._serializer, data)
+        return decode(self._serializer, data)
+
+    def data(self) -> bytes:
+        self._read()
+        return self._data if self._data is not None else b""
+
+    def data_size(self) -> int:
+        return len(self.data())
+
+    def job_handle(self) -> Optional[str]:
+        self._read()
+        return self._handle
+
+    def unique(self) -> Optional[str]:
+        self._read()
+        return self._unique
+
+    def function_name(self) -> str:
+        return self._function
+
+    def returncode(self) -> str:
+        self._read()
+        return describe_returncode(self._rc)
+
+    def is_known(self) -> bool:
+        self._read()
+        return self._known
+
+    def is_running(self) -> bool:
+        self._read()
+        return self._running
+
+    def numerator(self) -> int:
+        self._read()
+        return self._num
+
+    def denominator(self) -> int:
+        self._read()
+        return self._den
+
+    def error(self) -> Optional[str]:
+        self._read()
+        return self._error
+
+    def strstate(self) -> str:
+        self._read()
+        return self._state
+
+    def _status_dict(self) -> Dict[str, Any]:
+        return {"is_known": self._known, "is_running": self._running,
+                "numerator": self._num, "denominator": self._den}
+
+    def __repr__(self) -> str:
+        return "<pygear.Task %s %s %s>" % (self._function, self._handle or "-",
+                                           describe_returncode(self._rc))
+
+
+def snapshot_all(tasks: List[Task]) -> None:
+    for task in tasks:
+        task._detach()
+
+
+def _decode_report(serializer: Any, raw: bytes) -> Any:
+    """A worker's exception report: its serializer's form, else JSON text."""
+    if not raw:
+        return None
+    for s in (serializer, JSON):
+        try:
+            return decode(s, raw)
+        except Exception:
+            continue
+    return raw
+
+
+
+class Client(Handle):
+    """A Gearman client: submit jobs, run tasks, ask for status."""
+
+    _kind = "client"
+    _C = dict(prefix="gearman_client", create="gearman_client_create",
+              free="gearman_client_free", error="gearman_client_error",
+              errno="gearman_client_errno", add_server="gearman_client_add_server",
+              remove_servers="gearman_client_remove_servers",
+              set_timeout="gearman_client_set_timeout", wait="gearman_client_wait",
+              set_identifier="gearman_client_set_identifier",
+              set_log_fn="gearman_client_set_log_fn")
+
+    def _configure(self) -> None:
+        self._callbacks: Dict[str, Callable[[Task], Any]] = {}
+        self._pending: Optional[BaseException] = None   # raised in a callback
+        self._tasks: "weakref.WeakSet[Task]" = weakref.WeakSet()
+        # Unfinished tasks are held here, so that one added and dropped at
+        # once (as the seed's examples do) still runs and fires callbacks.
+        self._unfinished: "set[Task]" = set()
+        self._user_options = {name: False for name in _OPTION_BITS}
+        self._exceptions_enabled = False
+        _lib.gearman_client_add_options(self._ptr, _lib.CLIENT_NON_BLOCKING)
+        # Results of add_task* tasks live only in the packet, so the complete
+        # callback always runs, to copy them out.
+        _lib.gearman_client_set_complete_fn(self._ptr, TRAMPOLINES["complete"])
+
+    # --- lifetime ----------------------------------------------------------------
+
+    def _before_free(self) -> None:
+        """Every Task keeps what it saw; no Task keeps a C pointer past here."""
+        snapshot_all(list(self._tasks))
+        self._unfinished.clear()
+
+    def clone(self) -> "Client":
+        """A new Client with the same servers, options, timeout and serializer."""
+        with self._lock:
+            self._p()
+            other = Client()
+            if self._servers:
+                other._add_servers(list(self._servers))
+            other._timeout = self._timeout
+            other._serializer = self._serializer
+            other.set_options(**self._user_options)
+            return other
+
+    # --- options --------------------------------------------------------------
+
+    def set_options(self, non_blocking: Optional[bool] = None,
+                    unbuffered_result: Optional[bool] = None,
+                    free_tasks: Optional[bool] = None,
+                    generate_unique: Optional[bool] = None) -> None:
+        wanted = dict(non_blocking=non_blocking, unbuffered_result=unbuffered_result,
+                      free_tasks=free_tasks, generate_unique=generate_unique)
+        with self._lock:
+            ptr = self._p()
+            for name, value in wanted.items():
+                if value is None:
+                    continue
+                if not isinstance(value, bool):
+                    raise TypeError("%s must be a bool" % name)
+                self._user_options[name] = value
+                if name in ("non_blocking", "unbuffered_result"):
+                    # pygear always drives C non-blocking and copies results
+                    # out itself; these two change only how run_tasks returns.
+                    continue
+                bit = _OPTION_BITS[name]
+                if value:
+                    _lib.gearman_client_add_options(ptr, bit)
+                else:
+                    _lib.gearman_client_remove_options(ptr, bit)
+            if self._user_options["free_tasks"]:
+                _lib.gearman_client_set_task_context_free_fn(ptr, TRAMPOLINES["context_free"])
+
+    def get_options(self) -> Dict[str, bool]:
+        self._p()
+        return dict(self._user_options)
+
+    # --- exceptions option ------------------------------------------------------
+
+    def _servers_changed(self) -> None:
+        self._exceptions_enabled = False
+
+    def _enable_exceptions(self) -> None:
+        """Ask the servers to forward WORK_EXCEPTION.  libgearman records the
+        option only after every server acknowledged it, and then re-sends it
+        on every (re)connection; so try each server alone until one does."""
+        if self._exceptions_enabled or not self._servers:
+            return
+        ptr = self._ptr
+        self._set_c_timeout(min(self._timeout if self._timeout >= 0 else 2000, 2000))
+        if _lib.gearman_client_set_server_option(ptr, b"exceptions", 10):
+            self._exceptions_enabled = True
+            return
+        if len(self._servers) == 1 or any(t._addr for t in self._tasks):
+            return  # a later call tries again
+        servers = list(self._servers)
+        try:
+            for server in servers:
+                self._servers = [server]
+                self._rebuild_connections(rotate=False)
+                self._set_c_timeout(min(self._timeout if self._timeout >= 0 else 2000, 2000))
+                if _lib.gearman_client_set_server_option(ptr, b"exceptions", 10):
+                    self._exceptions_enabled = True
+                    servers.remove(server)
+                    servers.insert(0, server)
+                    break
+        finally:
+            self._servers = servers
+            self._rebuild_connections(rotate=False)
+
+    # --- the run loop -------------------------------------------------------------
+
+    def _raise_pending(self) -> None:
+        exc, self._pending = self._pending, None
+        if exc is not None:
+            raise exc
+
+    def _run(self, deadline: Deadline, what: str) -> int:
+        """Run the C tasks until all are done; returns SUCCESS or a failure code."""
+        ptr = self._ptr
+        run, wait = _lib.gearman_client_run_tasks, self._wait
+        self._running = True
+        try:
+            while True:
+                rc = run(ptr)
+                if self._pending is not None:
+                    self._raise_pending()
+                if rc == IO_WAIT:
+                    rc = wait(deadline, what)
+                    if rc == SUCCESS or rc == RETURN_CODES["TIMEOUT"]:
+                        continue
+                    if rc not in CONNECTION_CODES:
+                        raise self._fail(rc, what)
+                    return rc
+                if rc == PAUSE:
+                    continue
+                if rc == SUCCESS:
+                    self._unfinished.clear()   # run_tasks ends when every task did
+                return rc
+        finally:
+            self._running = False
+
+    # --- do ----------------------------------------------------------------------------
+
+    def _execute(self, function, workload, unique, priority: str, background: bool):
+        fn = _function_arg(function)
+        uq = _unique_arg(unique)
+        data = encode(self._serializer, workload, "workload")
+        attr = _lib.gearman_task_attr_t(
+            _lib.TASK_ATTR_BACKGROUND if background else _lib.TASK_ATTR_FOREGROUND,
+            _PRIORITY[priority], 0)
+        arg = _lib.gearman_argument_t()
+        if data:   # libgearman rejects a non-NULL empty workload
+            arg.value.c_str = cast(data, c_void_p).value
+            arg.value.size = len(data)
+        what = "submitting job to %r" % fn.decode("utf-8", "replace")
+        with self._lock:
+            ptr = self._p()
+            self._enable_exceptions()
+            deadline = Deadline(self._timeout)
+            # One try more than servers: the first may go down a stale
+            # connection to a restarted gearmand.
+            attempts = len(self._servers) + 1
+            while True:
+                # ``data`` stays referenced until gearman_execute copied it.
+                task = _lib.gearman_execute(ptr, fn, len(fn), uq, len(uq) if uq else 0,
+                                            byref(attr), byref(arg), None)
+                if not task:
+                    raise self._fail(_lib.gearman_client_error_code(ptr), what)
+                try:
+                    rc = self._run(deadline, what)
+                    if rc == SUCCESS:
+                        return self._execute_result(task, background, what)
+                    if rc not in CONNECTION_CODES or attempts <= 1 or \
+                            any(t._addr for t in self._tasks):
+                        raise self._fail(rc, what)
+                finally:
+                    _lib.gearman_task_free(task)
+                attempts -= 1
+                self._rebuild_connections(rotate=True)
+
+    def _execute_result(self, task, background: bool, what: str):
+        rc = _lib.gearman_task_return(task)
+        if background:
+            if rc != SUCCESS:
+                raise self._fail(rc, what)
+            handle = _lib.gearman_task_job_handle(task)
+            if not handle:
+                raise error_for(RETURN_CODES["UNKNOWN_STATE"],
+                                "%s: the server sent no job handle" % what)
+            return {"result": None, "job_handle": handle.decode("utf-8", "replace")}
+        if rc == SUCCESS:
+            result = _lib.gearman_task_result(task)
+            size = _lib.gearman_result_size(result) if result else 0
+            raw = string_at(_lib.gearman_result_value(result), size) if size else b""
+            return decode(self._serializer, raw)
+        if rc == WORK_EXCEPTION:
+            exc = _lib.gearman_task_exception(task)
+            raw = string_at(exc.c_str, exc.size) if exc.c_str and exc.size else b""
+            raise error_for(rc, "%s: the worker raised an exception" % what,
+                            self._decode_report(raw))
+        if rc == WORK_FAIL:
+            raise error_for(rc, "%s: the worker failed the job" % what)
+        raise self._fail(rc, what)
+
+    def _decode_report(self, raw: bytes) -> Any:
+        return _decode_report(self._serializer, raw)
+
+    def do(self, function: Union[str, bytes], workload: Any, unique: Optional[Union[str, bytes]] = None) -> Any:
+        """Run a job at normal priority and return its deserialized result."""
+        return self._execute(function, workload, unique, "normal", False)
+
+    def do_high(self, function, workload, unique=None) -> Any:
+        return self._execute(function, workload, unique, "high", False)
+
+    def do_low(self, function, workload, unique=None) -> Any:
+        return self._execute(function, workload, unique, "low", False)
+
+    def do_background(self, function, workload, unique=None) -> Dict[str, Any]:
+        """Queue a job; returns {"result": None, "job_handle": "H:host:N"}."""
+        return self._execute(function, workload, unique, "normal", True)
+
+    def do_high_background(self, function, workload, unique=None) -> Dict[str, Any]:
+        return self._execute(function, workload, unique, "high", True)
+
+    def do_low_background(self, function, workload, unique=None) -> Dict[str, Any]:
+        return self._execute(function, workload, unique, "low", True)
+
+    # --- status and echo ------------------------------------------------------------
+
+    def job_status(self, job_handle: Union[str, bytes]) -> Dict[str, Any]:
+        handle = to_bytes(job_handle, "job handle")
+        if len(handle) >= _lib.JOB_HANDLE_SIZE:
+            raise ValueError("job handle is longer than %d bytes" % (_lib.JOB_HANDLE_SIZE - 1))
+        task = self._status_task(handle, "status of %r" % handle.decode("utf-8", "replace"))
+        return task._status_dict()
+
+    def unique_status(self, unique: Union[str, bytes]) -> Dict[str, Any]:
+        uq = _unique_arg(unique)
+        if uq is None:
+            raise TypeError("unique key must be str or bytes")
+        with self._lock:
+            ptr = self._p()
+            self._set_c_timeout(self._timeout)
+            status = _lib.gearman_client_unique_status(ptr, uq, len(uq))
+            rc = _lib.gearman_status_return(status)
+            if rc != SUCCESS:
+                raise self._fail(rc, "status of unique key %r" % uq.decode("utf-8", "replace"))
+            return {"is_known": bool(_lib.gearman_status_is_known(status)),
+                    "is_running": bool(_lib.gearman_status_is_running(status)),
+                    "numerator": int(_lib.gearman_status_numerator(status)),
+                    "denominator": int(_lib.gearman_status_denominator(status))}
+
+    def _status_task(self, handle: bytes, what: str) -> Task:
+        with self._lock:
+            self._p()
+            task = self._add_status(handle)
+            deadline = Deadline(self._timeout)
+            rc = self._run(deadline, what)
+            if rc != SUCCESS:
+                raise self._fail(rc, what)
+            task._detach()
+            return task
+
+    def echo(self, data: Union[str, bytes]) -> None:
+        """Ping every server with ``data``; raises when one does not echo it."""
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        if not isinstance(payload, (bytes, bytearray)):
+            raise TypeError("echo data must be str or bytes")
+        payload = bytes(payload)
+        with self._lock:
+            ptr = self._p()
+            self._set_c_timeout(self._blocking_timeout())
+            rc = _lib.gearman_client_echo(ptr, payload or None, len(payload))
+            if rc != SUCCESS:
+                raise self._fail(rc, "echo")
+
+    # --- tasks -----------------------------------------------------------------------
+
+    def _add(self, c_name: str, function, workload, unique, background: bool,
+             priority: str) -> Task:
+        fn = _function_arg(function)
+        uq = _unique_arg(unique)
+        data = encode(self._serializer, workload, "workload")
+        with self._lock:
+            self._p()
+            task = Task(self, next(_task_keys), fn, uq, data, c_name, background, priority)
+            self._submit(task)
+            self._tasks.add(task)
+            self._unfinished.add(task)
+            return task
+
+    def _submit(self, task: Task) -> None:
+        """Create the C task for ``task``; libgearman copies the workload."""
+        rc = c_int(SUCCESS)
+        data = task._workload
+        addr = getattr(_lib, task._c_name)(
+            self._ptr, None, task._key, task._fn, task._uq,
+            data or None, len(data), byref(rc))
+        if not addr:
+            raise self._fail(rc.value, "adding a task for %r" % task._fn.decode("utf-8", "replace"))
+        task._attach(addr)
+
+    def _add_status(self, handle: bytes) -> Task:
+        task = Task(self, next(_task_keys), b"", None, b"", "status", False, "normal")
+        rc = c_int(SUCCESS)
+        addr = _lib.gearman_client_add_task_status(self._ptr, None, task._key, handle, byref(rc))
+        if not addr:
+            raise self._fail(rc.value, "adding a status task")
+        task._attach(addr)
+        task._handle = handle.decode("utf-8", "replace")
+        self._tasks.add(task)
+        self._unfinished.add(task)
+        return task
+
+    def add_task(self, function, workload, unique=None) -> Task:
+        return self._add(_ADD_TASK["normal", False], function, workload, unique, False, "normal")
+
+    def add_task_high(self, function, workload, unique=None) -> Task:
+        return self._add(_ADD_TASK["high", False], function, workload, unique, False, "high")
+
+    def add_task_low(self, function, workload, unique=None) -> Task:
+        return self._add(_ADD_TASK["low", False], function, workload, unique, False, "low")
+
+    def add_task_background(self, function, workload, unique=None) -> Task:
+        return self._add(_ADD_TASK["normal", True], function, workload, unique, True, "normal")
+
+    def add_task_high_background(self, function, workload, unique=None) -> Task:
+        return self._add(_ADD_TASK["high", True], function, workload, unique, True, "high")
+
+    def add_task_low_background(self, function, workload, unique=None) -> Task:
+        return self._add(_ADD_TASK["low", True], function, workload, unique, True, "low")
+
+    def add_task_status(self, job_handle: Union[str, bytes]) -> Task:
+        handle = to_bytes(job_handle, "job handle")
+        with self._lock:
+            self._p()
+            return self._add_status(handle)
+
+    def run_tasks(self) -> None:
+        """Run every queued task, firing the callbacks.  An exception raised
+        in a callback stops the run and is re-raised here."""
+        with self._lock:
+            self._p()
+            if not self._unfinished:
+                return
+            self._enable_exceptions()
+            deadline = Deadline(self._timeout)
+            attempts = len(self._servers) + 1
+            while True:
+                if self._user_options["non_blocking"]:
+                    self._running = True
+                    try:
+                        rc = _lib.gearman_client_run_tasks(self._ptr)
+                    finally:
+                        self._running = False
+                    self._raise_pending()
+                    if rc in (SUCCESS, IO_WAIT, PAUSE):
+                        self._unfinished = {t for t in self._unfinished
+                                            if t._addr and not t._finished_in_c()}
+                        return
+                else:
+                    rc = self._run(deadline, "running tasks")
+                    if rc == SUCCESS:
+                        return
+                if rc not in CONNECTION_CODES or attempts <= 1:
+                    raise self._fail(rc, "running tasks")
+                attempts -= 1
+                self._resubmit_unfinished()
+
+    def _resubmit_unfinished(self) -> None:
+        """After a lost server: keep what finished, and send the rest again
+        through the next server."""
+        pending = []
+        for task in list(self._tasks):
+            if not task._addr:
+                continue
+            finished = task._finished_in_c()
+            task._detach()
+            if not finished and task._c_name != "status":
+                pending.append(task)
+        self._rebuild_connections(rotate=True)
+        self._exceptions_enabled = False
+        self._enable_exceptions()
+        for task in pending:
+            task._reset()
+            self._submit(task)
+
+    # --- callbacks ---------------------------------------------------------------------
+
+    def _set_callback(self, kind: str, fn: Optional[Callable[[Task], Any]]) -> None:
+        if fn is not None and not callable(fn):
+            raise TypeError("%s callback must be callable" % kind)
+        with self._lock:
+            ptr = self._p()
+            if fn is None:
+                self._callbacks.pop(kind, None)
+            else:
+                self._callbacks[kind] = fn
+            if kind != "complete":
+                setter = getattr(_lib, "gearman_client_set_%s_fn" % kind)
+                setter(ptr, TRAMPOLINES[kind] if fn is not None else _lib.task_fn())
+
+    def set_workload_fn(self, fn): self._set_callback("workload", fn)
+    def set_created_fn(self, fn): self._set_callback("created", fn)
+    def set_data_fn(self, fn): self._set_callback("data", fn)
+    def set_warning_fn(self, fn): self._set_callback("warning", fn)
+    def set_status_fn(self, fn): self._set_callback("status", fn)
+    def set_complete_fn(self, fn): self._set_callback("complete", fn)
+    def set_exception_fn(self, fn): self._set_callback("exception", fn)
+    def set_fail_fn(self, fn): self._set_callback("fail", fn)
+
+    def clear_fn(self) -> None:
+        """Forget every callback."""
+        with self._lock:
+            ptr = self._p()
+            self._callbacks.clear()
+            _lib.gearman_client_clear_fn(ptr)
+            _lib.gearman_client_set_complete_fn(ptr, TRAMPOLINES["complete"])
+
+    # --- misc ----------------------------------------------------------------------------
+
+    def wait(self) -> None:
+        """Wait (one timeout's worth at most) for I/O on the servers."""
+        with self._lock:
+            self._p()
+            rc = self._wait(Deadline(self._timeout), "wait")
+            if rc not in (SUCCESS, RETURN_CODES["TIMEOUT"]):
+                raise self._fail(rc, "wait")
+
+    def error_code(self) -> int:
+        return int(_lib.gearman_client_error_code(self._p()))
+

@@ -1,0 +1,187 @@
+"""A pytest plugin that gives a test suite a real gearmand.
+
+Registered through the ``pytest11`` entry point, so installing pygear is
+enough; ``-p pygear.testing`` loads it explicitly.
+
+Fixtures:
+
+- ``gearmand`` (session): the server named by ``GEARMAN_SERVER=host:port``;
+  else a private gearmand on a free loopback port, stopped after the
+  session; else the test is skipped, saying why.  Has ``.host``, ``.port``
+  and ``.address``.
+- ``gearman_client`` / ``gearman_worker``: a Client / Worker connected to
+  it, closed after the test.
+- ``gearman_worker_process``: ``start(functions, serializer="json")`` runs
+  a worker serving ``{"name": callable}`` in a child process (spawn, not
+  fork) until the test ends.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+import uuid
+from typing import Callable, Dict, Iterator, List, Optional
+
+import pytest
+
+from ._server import GearmandProcess, find_gearmand, parse_address, wait_for_port
+
+ENV_SERVER = "GEARMAN_SERVER"
+
+
+class GearmandServer:
+    """Where the test gearmand listens (``process`` is None when external)."""
+
+    def __init__(self, host: str, port: int, process: Optional[GearmandProcess] = None) -> None:
+        self.host = host
+        self.port = port
+        self.process = process
+
+    @property
+    def address(self) -> str:
+        if ":" in self.host:
+            return "[%s]:%d" % (self.host, self.port)
+        return "%s:%d" % (self.host, self.port)
+
+    @property
+    def external(self) -> bool:
+        return self.process is None
+
+    def __repr__(self) -> str:
+        return "<gearmand %s%s>" % (self.address, " (external)" if self.external else "")
+
+
+def start_gearmand() -> GearmandServer:
+    """The GEARMAN_SERVER, or a fresh private gearmand; skips when neither."""
+    named = os.environ.get(ENV_SERVER)
+    if named:
+        host, port = parse_address(named)
+        try:
+            wait_for_port(host, port, timeout=10.0)
+        except TimeoutError as exc:
+            pytest.fail("%s=%s does not answer: %s" % (ENV_SERVER, named, exc))
+        return GearmandServer(host, port)
+    if find_gearmand() is None:
+        pytest.skip("no gearmand: set %s=host:port or install gearmand "
+                    "(apt-get install gearman-job-server)" % ENV_SERVER)
+    process = GearmandProcess().start()
+    return GearmandServer(process.host, process.port, process)
+
+
+@pytest.fixture(scope="session")
+def gearmand() -> Iterator[GearmandServer]:
+    server = start_gearmand()
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            server.process.stop()
+
+
+@pytest.fixture
+def gearman_client(gearmand):
+    import pygear
+    client = pygear.Client()
+    client.add_server(gearmand.host, gearmand.port)
+    client.set_timeout(10000)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def gearman_worker(gearmand):
+    import pygear
+    worker = pygear.Worker()
+    worker.add_server(gearmand.host, gearmand.port)
+    worker.set_timeout(10000)
+    try:
+        yield worker
+    finally:
+        worker.close()
+
+
+def unique_name(prefix: str = "fn") -> str:
+    """A function name no other test uses, so queues never mix."""
+    return "%s_%s" % (prefix, uuid.uuid4().hex[:12])
+
+
+def _serve(host: str, port: int, functions: Dict[str, Callable], serializer: str,
+           ready, stop) -> None:
+    import pygear
+    worker = pygear.Worker()
+    worker.add_server(host, port)
+    worker.set_serializer({"json": pygear.JSON, "raw": pygear.RAW,
+                           "pickle": pygear.PICKLE}[serializer])
+    for name, fn in functions.items():
+        worker.add_function(name, 0, fn)
+    worker.set_timeout(100)
+    ready.set()
+    while not stop.is_set():
+        try:
+            worker.work()
+        except pygear.TIMEOUT:
+            pass
+    worker.close()
+
+
+class WorkerProcesses:
+    """Child processes serving Python callables; all stopped at teardown."""
+
+    def __init__(self, server: GearmandServer) -> None:
+        self.server = server
+        self._ctx = multiprocessing.get_context("spawn")
+        self._children: List = []
+
+    def start(self, functions: Dict[str, Callable], serializer: str = "json",
+              count: int = 1, timeout: float = 30.0):
+        """Start ``count`` worker processes; returns when each registered.
+        The callables must be importable (module-level) for spawn."""
+        started = []
+        for _ in range(count):
+            ready, stop = self._ctx.Event(), self._ctx.Event()
+            proc = self._ctx.Process(target=_serve, daemon=True,
+                                     args=(self.server.host, self.server.port,
+                                           functions, serializer, ready, stop))
+            proc.start()
+            self._children.append((proc, stop))
+            started.append((proc, ready))
+        for proc, ready in started:
+            if not ready.wait(timeout):
+                raise RuntimeError("worker process %d did not start within %.0fs"
+                                   % (proc.pid, timeout))
+        # CAN_DO is sent on the first grab; give it a moment to reach gearmand.
+        time.sleep(0.2)
+        return [proc for proc, _ in started]
+
+    def stop_all(self) -> None:
+        for proc, stop in self._children:
+            stop.set()
+        for proc, stop in self._children:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        self._children = []
+
+
+@pytest.fixture
+def gearman_worker_process(gearmand):
+    workers = WorkerProcesses(gearmand)
+    try:
+        yield workers
+    finally:
+        workers.stop_all()
+
+
+def pytest_report_header(config) -> List[str]:
+    try:
+        from . import _lib
+        _lib.load()
+        lib = "libgearman %s (%s)" % (_lib.version, _lib.dll_file)
+    except Exception as exc:   # the header must never break a run
+        lib = "libgearman not loaded: %s" % exc
+    server = os.environ.get(ENV_SERVER) or find_gearmand() or "no gearmand found"
+    return ["pygear: %s; gearmand: %s" % (lib, server)]

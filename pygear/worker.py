@@ -1,0 +1,416 @@
+"""Worker and Job.
+
+``work()`` drives ``gearman_worker_work`` with the C timeout set to one
+slice, so that Python regains control (and Ctrl-C works) several times a
+second while idle.  Every registered function goes through one v1
+trampoline, which runs the Python function, sends the reply itself and
+lets no exception cross the C frame.
+
+``grab_job()`` cannot use libgearman's non-blocking grab: in 1.1.20 a
+non-blocking ``gearman_worker_grab_job`` that answers NO_JOBS leaves its
+state machine pointing at a NULL connection, and the next call segfaults.
+So manual mode grabs in blocking mode and naps between empty grabs.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import traceback
+import weakref
+from ctypes import byref, c_int, string_at
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+from . import _lib
+from ._base import (CONNECTION_CODES, NO_JOBS, SLICE_MS, SUCCESS, TIMEOUT, Deadline,
+                    Handle, to_bytes)
+from .errors import ERROR, GearmanError, RETURN_CODES, error_for
+from .serializers import RAW, decode, encode
+
+JobFunction = Callable[["Job"], Any]
+NO_REGISTERED_FUNCTIONS = RETURN_CODES["NO_REGISTERED_FUNCTIONS"]
+LOST_CONNECTION = RETURN_CODES["LOST_CONNECTION"]
+
+
+def _function_arg(name: Union[str, bytes]) -> bytes:
+    data = to_bytes(name, "function name")
+    if len(data) >= _lib.FUNCTION_MAX_SIZE:
+        raise ValueError("function name is %d bytes; libgearman allows at most %d"
+                         % (len(data), _lib.FUNCTION_MAX_SIZE - 1))
+    return data
+
+
+def exception_report(exc: BaseException) -> Dict[str, Any]:
+    """What a client learns about an exception raised in a job function."""
+    args = []
+    for arg in exc.args:
+        try:
+            json.dumps(arg)
+            args.append(arg)
+        except (TypeError, ValueError):
+            args.append(repr(arg))
+    return {"type": type(exc).__name__, "message": str(exc), "args": args,
+            "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)}
+
+
+class Job:
+    """A job assigned to this worker.  Finish it with send_complete,
+    send_fail or send_exception (``Worker.work`` does that for you)."""
+
+    __slots__ = ("_worker", "_ptr", "_owned", "_serializer", "_handle", "_function",
+                 "_unique", "_raw", "_finished", "__weakref__")
+
+    def __init__(self, worker: "Worker", ptr, owned: bool) -> None:
+        self._worker: Optional[Worker] = worker
+        self._ptr = ptr
+        self._owned = owned   # False inside work(): libgearman frees it
+        self._serializer = worker._serializer
+        self._finished = False
+        size = _lib.gearman_job_workload_size(ptr)
+        self._raw = string_at(_lib.gearman_job_workload(ptr), size) if size else b""
+        text = lambda raw: raw.decode("utf-8", "replace") if raw else None  # noqa: E731
+        self._handle = text(_lib.gearman_job_handle(ptr)) or ""
+        self._function = text(_lib.gearman_job_function_name(ptr)) or ""
+        self._unique = text(_lib.gearman_job_unique(ptr))
+
+    # --- reading ----------------------------------------------------------------
+    def workload(self) -> Any:
+        return decode(self._serializer, self._raw)
+
+    def raw_workload(self) -> bytes:
+        return self._raw
+
+    def workload_size(self) -> int:
+        return len(self._raw)
+
+    def handle(self) -> str:
+        return self._handle
+
+    def function_name(self) -> str:
+        return self._function
+
+    def unique(self) -> Optional[str]:
+        return self._unique
+
+    def is_finished(self) -> bool:
+        return self._finished
+
+    # --- sending -----------------------------------------------------------------
+    def _send(self, c_fn, what: str, *args) -> None:
+        worker = self._worker
+        if self._finished or worker is None or self._ptr is None:
+            raise ERROR("job %s is already finished; cannot %s" % (self._handle, what))
+        with worker._lock:
+            if worker._ptr is None:
+                raise ERROR("the worker of job %s is closed" % self._handle)
+            worker._set_c_timeout(worker._send_timeout())
+            rc = c_fn(self._ptr, *args)
+            if rc != SUCCESS:
+                raise error_for(rc, "job %s: %s failed: %s"
+                                % (self._handle, what, worker._error_text(rc)))
+
+    def _send_payload(self, c_fn, what: str, obj: Any) -> None:
+        data = encode(self._serializer, obj, what)
+        self._send(c_fn, what, data or None, len(data))
+
+    def send_data(self, obj: Any) -> None:
+        self._send_payload(_lib.gearman_job_send_data, "send_data", obj)
+
+    def send_warning(self, obj: Any) -> None:
+        self._send_payload(_lib.gearman_job_send_warning, "send_warning", obj)
+
+    def send_status(self, numerator: int, denominator: int) -> None:
+        for n in (numerator, denominator):
+            if isinstance(n, bool) or not isinstance(n, int):
+                raise TypeError("status numbers must be ints")
+            if not 0 <= n < 2 ** 32:
+                raise ValueError("status numbers must be in 0..2**32-1")
+        self._send(_lib.gearman_job_send_status, "send_status", numerator, denominator)
+
+    def send_complete(self, obj: Any) -> None:
+        self._send_payload(_lib.gearman_job_send_complete, "send_complete", obj)
+        self._finish()
+
+    def send_exception(self, obj: Any) -> None:
+        # gearmand 1.1.20 ends the job on WORK_EXCEPTION and sends WORK_FAIL
+        # to clients that did not ask for exceptions: nobody is left waiting.
+        self._send_payload(_lib.gearman_job_send_exception, "send_exception", obj)
+        self._finish()
+
+    def send_fail(self) -> None:
+        self._send(_lib.gearman_job_send_fail, "send_fail")
+        self._finish()
+
+    def _send_report(self, report: Dict[str, Any]) -> None:
+        try:
+            data = encode(self._serializer, report, "exception report")
+            if self._serializer is RAW:
+                raise TypeError
+        except TypeError:
+            data = json.dumps(report).encode("utf-8")
+        self._send(_lib.gearman_job_send_exception, "send_exception", data, len(data))
+        self._finish()
+
+    def _finish(self) -> None:
+        self._finished = True
+        if self._owned:
+            self._free()
+
+    def _free(self) -> None:
+        ptr, self._ptr = self._ptr, None
+        worker, self._worker = self._worker, None
+        if ptr and self._owned and worker is not None and worker._ptr is not None:
+            _lib.gearman_job_free(ptr)
+
+    def _disown(self) -> None:
+        """libgearman frees this job when the function returns."""
+        self._ptr = None
+        self._worker = None
+
+    def __del__(self) -> None:
+        # An unfinished job dropped by Python: free its C side at the worker's
+        # next safe point.  gearmand gives the job to another worker when this
+        # connection closes.
+        try:
+            ptr, worker = self._ptr, self._worker
+            if ptr and self._owned and worker is not None and worker._ptr is not None:
+                worker._free_queue.append((_lib.gearman_job_free, ptr))
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return "<pygear.Job %s %s%s>" % (self._function, self._handle,
+                                         " finished" if self._finished else "")
+
+
+_worker_keys = itertools.count(1)
+LIVE_WORKERS: "weakref.WeakValueDictionary[int, Worker]" = weakref.WeakValueDictionary()
+
+
+def _on_job(job_ptr, context, result_size, ret_ptr):
+    """The v1 function of every registered name: run the Python function and
+    reply ourselves; return NULL so libgearman sends nothing more."""
+    worker = None
+    job = None
+    try:
+        result_size[0] = 0
+        ret_ptr[0] = SUCCESS
+        worker = LIVE_WORKERS.get(context)
+        if worker is None:
+            ret_ptr[0] = RETURN_CODES["WORK_FAIL"]
+            return None
+        job = Job(worker, job_ptr, owned=False)
+        worker._run_job(job)
+    except BaseException as exc:   # nothing may cross the C frame
+        if worker is not None and worker._pending is None:
+            worker._pending = exc
+        if isinstance(exc, GearmanError) and exc.code == LOST_CONNECTION:
+            ret_ptr[0] = LOST_CONNECTION   # libgearman reconnects; the job is retried
+        elif job is None or not job._finished:
+            ret_ptr[0] = RETURN_CODES["WORK_FAIL"]
+    finally:
+        if job is not None:
+            job._disown()
+    return None
+
+
+# Created once for the life of the process: C may call it from any worker.
+JOB_TRAMPOLINE = _lib.worker_fn(_on_job)
+
+
+class Worker(Handle):
+    """A Gearman worker: register functions, then work()."""
+
+    _kind = "worker"
+    _C = dict(prefix="gearman_worker", create="gearman_worker_create",
+              free="gearman_worker_free", error="gearman_worker_error",
+              errno="gearman_worker_errno", add_server="gearman_worker_add_server",
+              remove_servers="gearman_worker_remove_servers",
+              set_timeout="gearman_worker_set_timeout", wait="gearman_worker_wait",
+              set_identifier="gearman_worker_set_identifier",
+              set_log_fn="gearman_worker_set_log_fn")
+
+    def _configure(self) -> None:
+        self._functions: Dict[str, Tuple[Optional[JobFunction], int]] = {}
+        self._pending: Optional[BaseException] = None
+        self._key = next(_worker_keys)
+        LIVE_WORKERS[self._key] = self
+        _lib.gearman_worker_add_options(self._ptr, _lib.WORKER_GRAB_UNIQ)
+        # TIMEOUT_RETURN: an idle slice returns TIMEOUT instead of looping in C.
+        _lib.gearman_worker_set_timeout(self._ptr, SLICE_MS)
+        self._c_timeout = SLICE_MS
+
+    def _send_timeout(self) -> int:
+        # libgearman loops until a packet is sent; the timeout bounds each poll.
+        return 1000 if self._timeout < 0 else max(1, min(self._timeout, 1000))
+
+    def clone(self) -> "Worker":
+        """A new Worker with the same servers, functions, timeout and serializer."""
+        with self._lock:
+            self._p()
+            other = Worker()
+            if self._servers:
+                other._add_servers(list(self._servers))
+            other._timeout = self._timeout
+            other._serializer = self._serializer
+            for name, (fn, timeout) in self._functions.items():
+                other._register(name, timeout, fn)
+            return other
+
+    # --- functions -----------------------------------------------------------------
+    def add_function(self, name: Union[str, bytes], timeout: int, fn: JobFunction) -> None:
+        """Serve ``name`` with fn(job); its return value completes the job."""
+        if not callable(fn):
+            raise TypeError("job function must be callable")
+        self._register(name, timeout, fn)
+
+    def register(self, name: Union[str, bytes], timeout: int = 0) -> None:
+        """Tell the servers we can do ``name``; take its jobs with grab_job()
+        (work() fails them, having no function to run)."""
+        self._register(name, timeout, None)
+
+    def _register(self, name, timeout, fn) -> None:
+        data = _function_arg(name)
+        if isinstance(timeout, bool) or not isinstance(timeout, int):
+            raise TypeError("timeout must be an int of seconds")
+        if not 0 <= timeout < 2 ** 32:
+            raise ValueError("timeout must be in 0..2**32-1 seconds")
+        key = data.decode("utf-8", "replace")
+        with self._lock:
+            ptr = self._p()
+            if key in self._functions:
+                _lib.gearman_worker_unregister(ptr, data)
+                del self._functions[key]
+            rc = _lib.gearman_worker_add_function(ptr, data, timeout, JOB_TRAMPOLINE, self._key)
+            if rc != SUCCESS:
+                raise self._fail(rc, "registering %r" % key)
+            self._functions[key] = (fn, timeout)
+
+    def unregister(self, name: Union[str, bytes]) -> None:
+        data = _function_arg(name)
+        with self._lock:
+            rc = _lib.gearman_worker_unregister(self._p(), data)
+            if rc != SUCCESS:
+                raise self._fail(rc, "unregistering %r" % data.decode("utf-8", "replace"))
+            self._functions.pop(data.decode("utf-8", "replace"), None)
+
+    def unregister_all(self) -> None:
+        with self._lock:
+            ptr = self._p()
+            if not self._functions:
+                return
+            rc = _lib.gearman_worker_unregister_all(ptr)
+            if rc != SUCCESS:
+                raise self._fail(rc, "unregistering all functions")
+            self._functions.clear()
+
+    def function_exists(self, name: Union[str, bytes]) -> bool:
+        data = _function_arg(name)
+        with self._lock:
+            return bool(_lib.gearman_worker_function_exist(self._p(), data, len(data)))
+
+    # --- namespace, echo -----------------------------------------------------------
+    def set_namespace(self, namespace: Union[str, bytes]) -> None:
+        data = to_bytes(namespace, "namespace", allow_empty=True)
+        with self._lock:
+            _lib.gearman_worker_set_namespace(self._p(), data or None, len(data))
+
+    def namespace(self) -> Optional[str]:
+        raw = _lib.gearman_worker_namespace(self._p())
+        return raw.decode("utf-8", "replace") if raw else None
+
+    def echo(self, data: Union[str, bytes]) -> None:
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        if not isinstance(payload, (bytes, bytearray)):
+            raise TypeError("echo data must be str or bytes")
+        payload = bytes(payload)
+        with self._lock:
+            ptr = self._p()
+            self._set_c_timeout(self._timeout)
+            rc = _lib.gearman_worker_echo(ptr, payload or None, len(payload))
+            if rc != SUCCESS:
+                raise self._fail(rc, "echo")
+
+    # --- working --------------------------------------------------------------------
+    def work(self) -> None:
+        """Grab one job and run its function.  Raises TIMEOUT when no job
+        came within the timeout."""
+        with self._lock:
+            ptr = self._p()
+            if not self._functions:
+                raise self._fail(NO_REGISTERED_FUNCTIONS, "work")
+            deadline = Deadline(self._timeout)
+            work = _lib.gearman_worker_work
+            while True:
+                self._set_c_timeout(deadline.slice_ms() or 1)
+                rc = work(ptr)
+                if self._pending is not None:
+                    exc, self._pending = self._pending, None
+                    raise exc
+                if rc == SUCCESS:
+                    return
+                if rc == TIMEOUT or rc == NO_JOBS:
+                    self._check_deadline(deadline)
+                    continue
+                if rc in CONNECTION_CODES:
+                    self._nap(deadline)   # every server is down: retry in slices
+                    continue
+                raise self._fail(rc, "work")
+
+    def _check_deadline(self, deadline: Deadline) -> None:
+        if deadline.slice_ms() == 0:
+            raise error_for(TIMEOUT, "waiting for a job failed: timeout of %d ms reached"
+                            % self._timeout)
+
+    def _nap(self, deadline: Deadline, ms: Optional[int] = None) -> None:
+        self._check_deadline(deadline)
+        time.sleep(min(ms or SLICE_MS, deadline.slice_ms()) / 1000.0)
+
+    def grab_job(self) -> Job:
+        """Wait for one job and hand it over; you finish it yourself."""
+        with self._lock:
+            ptr = self._p()
+            deadline = Deadline(self._timeout)
+            rc = c_int(SUCCESS)
+            nap_ms = 1
+            while True:
+                self._set_c_timeout(deadline.slice_ms() or 1)
+                job = _lib.gearman_worker_grab_job(ptr, None, byref(rc))
+                if job:
+                    return Job(self, job, owned=True)
+                code = rc.value
+                if code == NO_JOBS or code == TIMEOUT or code in CONNECTION_CODES:
+                    # No PRE_SLEEP was sent, so gearmand will not wake us: poll,
+                    # backing off to one slice.
+                    self._nap(deadline, nap_ms)
+                    nap_ms = min(nap_ms * 2, SLICE_MS)
+                    continue
+                raise self._fail(code, "grabbing a job")
+
+    def _run_job(self, job: Job) -> None:
+        entry = self._functions.get(job._function)
+        fn = entry[0] if entry else None
+        if fn is None:
+            job.send_fail()   # registered for grab_job only; never leave it hanging
+            return
+        try:
+            result = fn(job)
+        except Exception as exc:
+            if not job._finished:
+                job._send_report(exception_report(exc))
+            return
+        if not job._finished:
+            try:
+                data = encode(self._serializer, result, "result")
+            except TypeError as exc:   # the result could not be serialized
+                job._send_report(exception_report(exc))
+                return
+            job._send(_lib.gearman_job_send_complete, "send_complete", data or None, len(data))
+            job._finish()
+
+    def wait(self) -> None:
+        with self._lock:
+            self._p()
+            rc = self._wait(Deadline(self._timeout), "wait")
+            if rc not in (SUCCESS, TIMEOUT):
+                raise self._fail(rc, "wait")

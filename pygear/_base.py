@@ -134,6 +134,9 @@ class Handle:
         self._c_timeout: Optional[int] = None
         self._serializer: Any = JSON
         self._log_cb = None          # the CFUNCTYPE object C may call; kept alive
+        self._log_verbose = 0
+        self._identifier: Optional[bytes] = None
+        self._last_error: Optional[GearmanError] = None
         self._free_queue: Deque[Any] = deque()   # C objects dropped by GC, freed by us
         self._running = False        # inside libgearman's run loop (callbacks fire)
         ptr = getattr(_lib, self._C["create"])(None)
@@ -208,7 +211,17 @@ class Handle:
         return "<pygear.%s %s>" % (type(self).__name__, state)
 
     def _fail(self, rc: int, what: str, payload: Any = None) -> GearmanError:
-        return error_for(rc, "%s failed: %s" % (what, self._error_text(rc)), payload)
+        return self._record(error_for(rc, "%s failed: %s" % (what, self._error_text(rc)), payload))
+
+    def _record(self, exc: GearmanError) -> GearmanError:
+        """Remember the error: error() and error_code() answer from it even
+        after the C object that saw it was replaced."""
+        self._last_error = exc
+        return exc
+
+    def _timeout_error(self, what: str) -> GearmanError:
+        return self._record(error_for(TIMEOUT, "%s failed: timeout of %d ms reached"
+                                      % (what, self._timeout)))
 
     def _error_text(self, rc: Optional[int] = None) -> str:
         text = None
@@ -293,13 +306,11 @@ class Handle:
         (KeyboardInterrupt) run."""
         ms = deadline.slice_ms()
         if ms == 0:
-            raise error_for(TIMEOUT, "%s failed: timeout of %d ms reached"
-                            % (what, self._timeout))
+            raise self._timeout_error(what)
         self._set_c_timeout(ms)
         rc = getattr(_lib, self._C["wait"])(self._ptr)
         if rc == TIMEOUT and deadline.slice_ms() == 0:
-            raise error_for(TIMEOUT, "%s failed: timeout of %d ms reached"
-                            % (what, self._timeout))
+            raise self._timeout_error(what)
         return rc
 
     def _blocking_timeout(self) -> int:
@@ -322,6 +333,7 @@ class Handle:
             rc = getattr(_lib, self._C["set_identifier"])(self._p(), data, len(data))
             if rc != SUCCESS:
                 raise self._fail(rc, "setting the identifier")
+            self._identifier = data
 
     def set_log_fn(self, fn: Callable[[str], Any], verbose: Union[int, str] = "INFO") -> None:
         """Send libgearman's log lines at ``verbose`` level and above to fn(line)."""
@@ -348,10 +360,13 @@ class Handle:
             cb = _lib.log_fn(log_line)
             getattr(_lib, self._C["set_log_fn"])(ptr, cb, None, verbose)
             self._log_cb = cb   # replaced only after C holds the new one
+            self._log_verbose = verbose
 
     def error(self) -> Optional[str]:
-        """libgearman's text for the last error (it keeps it after successes)."""
+        """The text of the last error (like libgearman, kept after successes)."""
         self._p()
+        if self._last_error is not None:
+            return str(self._last_error)
         return self._error_text() or None
 
     def errno(self) -> int:

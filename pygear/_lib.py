@@ -157,6 +157,8 @@ _PROTOTYPES: List[Tuple[str, object, list, Optional[str]]] = [
      [client_p, task_p, c_void_p, c_char_p, c_char_p, c_char_p, c_size_t, POINTER(c_int)], None),
     ("gearman_client_add_task_status", task_p,
      [client_p, task_p, c_void_p, c_char_p, POINTER(c_int)], None),
+    ("gearman_client_add_task_status_by_unique", task_p,
+     [client_p, task_p, c_char_p, POINTER(c_int)], None),
     ("gearman_client_set_workload_fn", None, [client_p, task_fn], None),
     ("gearman_client_set_created_fn", None, [client_p, task_fn], None),
     ("gearman_client_set_data_fn", None, [client_p, task_fn], None),
@@ -198,7 +200,8 @@ _PROTOTYPES: List[Tuple[str, object, list, Optional[str]]] = [
     ("gearman_task_return", _r, [task_p], None),
     ("gearman_task_strstate", c_char_p, [task_p], None),
     ("gearman_task_exception", gearman_string_t, [task_p], None),
-    ("gearman_task_is_finished", c_bool, [task_p], None),
+    # gearman_task_is_finished is not declared: in 1.1.20 it always returns
+    # false (its body lacks a return); see client.task_finished().
 
     # result.h (gearman_result_st is owned by its task)
     ("gearman_result_size", c_size_t, [c_void_p], None),

@@ -40,6 +40,16 @@ _OPTION_BITS = {
     "generate_unique": _lib.CLIENT_GENERATE_UNIQUE,
 }
 _task_keys = itertools.count(1)
+_NOT_FINISHED = frozenset((RETURN_CODES["UNKNOWN_STATE"], RETURN_CODES["COULD_NOT_CONNECT"]))
+
+
+def task_finished(addr, _return=None) -> bool:
+    """Whether libgearman is done with the task at ``addr``.
+
+    Its error code leaves UNKNOWN_STATE once the task ended (completed,
+    failed, created in the background, status answered), as libgearman's own
+    exit-task test reads it; COULD_NOT_CONNECT sends it back to NEW."""
+    return (_return or _lib.gearman_task_return)(addr) not in _NOT_FINISHED
 
 
 def _unique_arg(unique: Optional[Union[str, bytes]]) -> Optional[bytes]:
@@ -64,6 +74,7 @@ def _function_arg(function: Union[str, bytes]) -> bytes:
 # LIVE_TASKS.  A Task that Python dropped is simply not found.
 LIVE_TASKS: "weakref.WeakValueDictionary[int, Task]" = weakref.WeakValueDictionary()
 _PAYLOAD_EVENTS = frozenset(("data", "warning", "complete", "exception"))
+_FINAL_EVENTS = frozenset(("complete", "exception", "fail"))
 
 
 def _make_trampoline(kind: str):
@@ -83,6 +94,8 @@ def _make_trampoline(kind: str):
                 task._data = string_at(data_of(addr), size) if size else b""
             elif kind == "fail":
                 task._data = None
+            if kind in _FINAL_EVENTS:
+                task._workload = b""   # never sent again
             task._event = kind
             callback = client._callbacks.get(kind) if client is not None else None
             if callback is not None:
@@ -149,7 +162,7 @@ class Task:
         LIVE_TASKS[self._key] = self
 
     def _finished_in_c(self) -> bool:
-        return bool(_lib.gearman_task_is_finished(self._addr))
+        return task_finished(self._addr)
 
     def _snapshot(self) -> None:
         addr = self._addr
@@ -171,7 +184,6 @@ class Task:
         LIVE_TASKS.pop(self._key, None)
         self._addr = None
         self._client = None
-        self._workload = b""
 
     def _detach(self) -> None:
         """Keep what the C task saw, then free it."""
@@ -304,10 +316,61 @@ class Client(Handle):
         self._unfinished: "set[Task]" = set()
         self._user_options = {name: False for name in _OPTION_BITS}
         self._exceptions_enabled = False
-        _lib.gearman_client_add_options(self._ptr, _lib.CLIENT_NON_BLOCKING)
-        # Results of add_task* tasks live only in the packet, so the complete
-        # callback always runs, to copy them out.
-        _lib.gearman_client_set_complete_fn(self._ptr, TRAMPOLINES["complete"])
+        self._setup_c_client(self._ptr)
+
+    def _setup_c_client(self, ptr) -> None:
+        """Everything pygear sets on a fresh C client.
+
+        libgearman copies the client's callbacks into each task when it is
+        added; pygear's trampolines are always there and look the Python
+        callback up when the event comes, so a callback set after add_task
+        still fires.  (The complete trampoline also copies the result out:
+        add_task* tasks keep it only in the packet.)"""
+        _lib.gearman_client_add_options(ptr, _lib.CLIENT_NON_BLOCKING)
+        for kind in _CALLBACK_KINDS:
+            getattr(_lib, "gearman_client_set_%s_fn" % kind)(ptr, TRAMPOLINES[kind])
+
+    def _recreate(self, rotate: bool) -> None:
+        """Swap in a fresh C client and send the unfinished tasks again.
+
+        libgearman 1.1.20 never lowers its task counters when an unfinished
+        task is freed, so after a lost server, a timeout or an interrupt the
+        old client could spin or wait forever; a new one starts clean.  The
+        old client frees its tasks; each Task keeps what it saw."""
+        pending = [t for t in self._unfinished if t._c_name != "status"]
+        for task in list(self._tasks):
+            if task._addr:
+                task._snapshot()
+                task._forget()
+        self._unfinished.clear()
+        old = self._ptr
+        new = _lib.gearman_client_create(None)
+        if not new:
+            raise error_for(RETURN_CODES["MEMORY_ALLOCATION_FAILURE"], "gearman_client_create failed")
+        self._setup_c_client(new)
+        for name, bit in _OPTION_BITS.items():
+            if self._user_options[name] and name in ("free_tasks", "generate_unique"):
+                _lib.gearman_client_add_options(new, bit)
+        if self._user_options["free_tasks"]:
+            _lib.gearman_client_set_task_context_free_fn(new, TRAMPOLINES["context_free"])
+        if self._identifier:
+            _lib.gearman_client_set_identifier(new, self._identifier, len(self._identifier))
+        if self._log_cb is not None:
+            _lib.gearman_client_set_log_fn(new, self._log_cb, None, self._log_verbose)
+        if rotate and len(self._servers) > 1:
+            self._servers = self._servers[1:] + self._servers[:1]
+        for host, port in self._servers:
+            _lib.gearman_client_add_server(new, host.encode(), port)
+        self._ptr = new
+        self._c_timeout = None
+        self._exceptions_enabled = False
+        _lib.gearman_client_free(old)
+        for task in pending:
+            task._reset()
+            task._client = self
+            self._submit(task)
+            self._tasks.add(task)
+            self._unfinished.add(task)
 
     # --- lifetime ----------------------------------------------------------------
 
@@ -400,10 +463,12 @@ class Client(Handle):
         if exc is not None:
             raise exc
 
-    def _run(self, deadline: Deadline, what: str) -> int:
-        """Run the C tasks until all are done; returns SUCCESS or a failure code."""
+    def _run(self, deadline: Deadline, what: str, until=None) -> int:
+        """Run the C tasks until all are done (or the task ``until`` is);
+        returns SUCCESS or a connection failure code, raises the rest."""
         ptr = self._ptr
         run, wait = _lib.gearman_client_run_tasks, self._wait
+        finished = task_finished
         self._running = True
         try:
             while True:
@@ -411,6 +476,8 @@ class Client(Handle):
                 if self._pending is not None:
                     self._raise_pending()
                 if rc == IO_WAIT:
+                    if until is not None and finished(until):
+                        return SUCCESS
                     rc = wait(deadline, what)
                     if rc == SUCCESS or rc == RETURN_CODES["TIMEOUT"]:
                         continue
@@ -440,29 +507,37 @@ class Client(Handle):
             arg.value.size = len(data)
         what = "submitting job to %r" % fn.decode("utf-8", "replace")
         with self._lock:
-            ptr = self._p()
+            self._p()
             self._enable_exceptions()
             deadline = Deadline(self._timeout)
             # One try more than servers: the first may go down a stale
             # connection to a restarted gearmand.
             attempts = len(self._servers) + 1
             while True:
+                ptr = self._ptr
                 # ``data`` stays referenced until gearman_execute copied it.
                 task = _lib.gearman_execute(ptr, fn, len(fn), uq, len(uq) if uq else 0,
                                             byref(attr), byref(arg), None)
                 if not task:
                     raise self._fail(_lib.gearman_client_error_code(ptr), what)
+                done = retry = False
                 try:
-                    rc = self._run(deadline, what)
-                    if rc == SUCCESS:
+                    rc = self._run(deadline, what, until=task)
+                    done = task_finished(task)
+                    if rc == SUCCESS and done:
                         return self._execute_result(task, background, what)
-                    if rc not in CONNECTION_CODES or attempts <= 1 or \
-                            any(t._addr for t in self._tasks):
+                    if rc not in CONNECTION_CODES or attempts <= 1:
                         raise self._fail(rc, what)
+                    retry = True
                 finally:
-                    _lib.gearman_task_free(task)
+                    if done:
+                        _lib.gearman_task_free(task)
+                    else:
+                        # Freeing an unfinished task corrupts libgearman's
+                        # counters: drop the whole C client instead (its
+                        # next server first when trying again).
+                        self._recreate(rotate=retry)
                 attempts -= 1
-                self._rebuild_connections(rotate=True)
 
     def _execute_result(self, task, background: bool, what: str):
         rc = _lib.gearman_task_return(task)
@@ -524,28 +599,37 @@ class Client(Handle):
         uq = _unique_arg(unique)
         if uq is None:
             raise TypeError("unique key must be str or bytes")
-        with self._lock:
-            ptr = self._p()
-            self._set_c_timeout(self._timeout)
-            status = _lib.gearman_client_unique_status(ptr, uq, len(uq))
-            rc = _lib.gearman_status_return(status)
-            if rc != SUCCESS:
-                raise self._fail(rc, "status of unique key %r" % uq.decode("utf-8", "replace"))
-            return {"is_known": bool(_lib.gearman_status_is_known(status)),
-                    "is_running": bool(_lib.gearman_status_is_running(status)),
-                    "numerator": int(_lib.gearman_status_numerator(status)),
-                    "denominator": int(_lib.gearman_status_denominator(status))}
+        task = self._status_task(uq, "status of unique key %r" % uq.decode("utf-8", "replace"),
+                                 by_unique=True)
+        return task._status_dict()
 
-    def _status_task(self, handle: bytes, what: str) -> Task:
+    def _status_task(self, key: bytes, what: str, by_unique: bool = False) -> Task:
         with self._lock:
             self._p()
-            task = self._add_status(handle)
             deadline = Deadline(self._timeout)
-            rc = self._run(deadline, what)
-            if rc != SUCCESS:
-                raise self._fail(rc, what)
-            task._detach()
-            return task
+            attempts = len(self._servers) + 1
+            while True:
+                task = self._add_status(key, by_unique)
+                self._unfinished.discard(task)   # this call waits for it alone
+                retry = False
+                try:
+                    rc = self._run(deadline, what, until=task._addr)
+                    if rc == SUCCESS and task._finished_in_c():
+                        task._detach()
+                        return task
+                    if rc not in CONNECTION_CODES or attempts <= 1:
+                        raise self._fail(rc, what)
+                    retry = True
+                finally:
+                    if task._addr:
+                        self._recreate(rotate=retry)
+                attempts -= 1
+
+    def remove_servers(self) -> None:
+        with self._lock:
+            self._p()
+            self._servers = []
+            self._recreate(rotate=False)   # no C task may keep a freed connection
 
     def echo(self, data: Union[str, bytes]) -> None:
         """Ping every server with ``data``; raises when one does not echo it."""
@@ -586,14 +670,20 @@ class Client(Handle):
             raise self._fail(rc.value, "adding a task for %r" % task._fn.decode("utf-8", "replace"))
         task._attach(addr)
 
-    def _add_status(self, handle: bytes) -> Task:
+    def _add_status(self, key: bytes, by_unique: bool = False) -> Task:
         task = Task(self, next(_task_keys), b"", None, b"", "status", False, "normal")
         rc = c_int(SUCCESS)
-        addr = _lib.gearman_client_add_task_status(self._ptr, None, task._key, handle, byref(rc))
+        if by_unique:
+            addr = _lib.gearman_client_add_task_status_by_unique(self._ptr, None, key, byref(rc))
+            if addr:
+                _lib.gearman_task_set_context(addr, task._key)
+        else:
+            addr = _lib.gearman_client_add_task_status(self._ptr, None, task._key, key, byref(rc))
         if not addr:
             raise self._fail(rc.value, "adding a status task")
         task._attach(addr)
-        task._handle = handle.decode("utf-8", "replace")
+        if not by_unique:
+            task._handle = key.decode("utf-8", "replace")
         self._tasks.add(task)
         self._unfinished.add(task)
         return task
@@ -624,7 +714,8 @@ class Client(Handle):
 
     def run_tasks(self) -> None:
         """Run every queued task, firing the callbacks.  An exception raised
-        in a callback stops the run and is re-raised here."""
+        in a callback stops the run and is re-raised here; the tasks stay
+        queued, and the next run_tasks goes on with them."""
         with self._lock:
             self._p()
             if not self._unfinished:
@@ -651,25 +742,10 @@ class Client(Handle):
                 if rc not in CONNECTION_CODES or attempts <= 1:
                     raise self._fail(rc, "running tasks")
                 attempts -= 1
-                self._resubmit_unfinished()
-
-    def _resubmit_unfinished(self) -> None:
-        """After a lost server: keep what finished, and send the rest again
-        through the next server."""
-        pending = []
-        for task in list(self._tasks):
-            if not task._addr:
-                continue
-            finished = task._finished_in_c()
-            task._detach()
-            if not finished and task._c_name != "status":
-                pending.append(task)
-        self._rebuild_connections(rotate=True)
-        self._exceptions_enabled = False
-        self._enable_exceptions()
-        for task in pending:
-            task._reset()
-            self._submit(task)
+                # A server went away: what finished is kept, the rest is sent
+                # again through the next server.
+                self._recreate(rotate=True)
+                self._enable_exceptions()
 
     # --- callbacks ---------------------------------------------------------------------
 
@@ -682,9 +758,6 @@ class Client(Handle):
                 self._callbacks.pop(kind, None)
             else:
                 self._callbacks[kind] = fn
-            if kind != "complete":
-                setter = getattr(_lib, "gearman_client_set_%s_fn" % kind)
-                setter(ptr, TRAMPOLINES[kind] if fn is not None else _lib.task_fn())
 
     def set_workload_fn(self, fn): self._set_callback("workload", fn)
     def set_created_fn(self, fn): self._set_callback("created", fn)
@@ -700,8 +773,6 @@ class Client(Handle):
         with self._lock:
             ptr = self._p()
             self._callbacks.clear()
-            _lib.gearman_client_clear_fn(ptr)
-            _lib.gearman_client_set_complete_fn(ptr, TRAMPOLINES["complete"])
 
     # --- misc ----------------------------------------------------------------------------
 
@@ -714,5 +785,9 @@ class Client(Handle):
                 raise self._fail(rc, "wait")
 
     def error_code(self) -> int:
-        return int(_lib.gearman_client_error_code(self._p()))
+        """The gearman_return_t of the last error (SUCCESS when none)."""
+        ptr = self._p()
+        if self._last_error is not None and self._last_error.code is not None:
+            return self._last_error.code
+        return int(_lib.gearman_client_error_code(ptr))
 

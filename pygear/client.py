@@ -77,6 +77,12 @@ _PAYLOAD_EVENTS = frozenset(("data", "warning", "complete", "exception"))
 _FINAL_EVENTS = frozenset(("complete", "exception", "fail"))
 
 
+def looks_like_report(data: bytes) -> bool:
+    """A pygear worker's exception report, sent as WORK_WARNING before
+    WORK_FAIL (see worker.Job._send_report)."""
+    return data[:1] == b"{" and b'"traceback"' in data and b'"type"' in data
+
+
 def _make_trampoline(kind: str):
     get, context = LIVE_TASKS.get, _lib.gearman_task_context
     data_of, size_of = _lib.gearman_task_data, _lib.gearman_task_data_size
@@ -89,15 +95,27 @@ def _make_trampoline(kind: str):
             if task is None:
                 return SUCCESS
             client = task._client
+            event = kind
             if payload:
                 size = size_of(addr)
-                task._data = string_at(data_of(addr), size) if size else b""
+                data = string_at(data_of(addr), size) if size else b""
+                if kind == "warning" and looks_like_report(data) and task._report is None:
+                    task._report = data   # a WORK_FAIL next means the function raised
+                    return SUCCESS
+                if task._report is not None:
+                    task._deliver_held_warning()
+                task._data = data
             elif kind == "fail":
-                task._data = None
+                if task._report is not None:
+                    event = "exception"
+                    task._data, task._report = task._report, None
+                    task._raised = True
+                else:
+                    task._data = None
             if kind in _FINAL_EVENTS:
                 task._workload = b""   # never sent again
-            task._event = kind
-            callback = client._callbacks.get(kind) if client is not None else None
+            task._event = event
+            callback = client._callbacks.get(event) if client is not None else None
             if callback is not None:
                 callback(task)
             return SUCCESS
@@ -134,7 +152,8 @@ class Task:
     __slots__ = ("_client", "_key", "_fn", "_uq", "_workload", "_c_name",
                  "_background", "_priority", "_addr", "_serializer", "_data",
                  "_event", "_handle", "_unique", "_function", "_rc", "_known",
-                 "_running", "_num", "_den", "_error", "_state", "__weakref__")
+                 "_running", "_num", "_den", "_error", "_state", "_report", "_raised",
+                 "__weakref__")
 
     def __init__(self, client: "Client", key: int, fn: bytes, uq: Optional[bytes],
                  workload: bytes, c_name: str, background: bool, priority: str) -> None:
@@ -156,6 +175,18 @@ class Task:
         self._num = self._den = 0
         self._error: Optional[str] = None
         self._state = "new"
+        self._report: Optional[bytes] = None   # a held-back exception-report warning
+        self._raised = False                   # WORK_FAIL that carried a report
+
+    def _deliver_held_warning(self) -> None:
+        """The held warning was not followed by WORK_FAIL: it was an ordinary
+        warning after all, so hand it over late rather than lose it."""
+        data, self._report = self._report, None
+        self._data, self._event = data, "warning"
+        client = self._client
+        callback = client._callbacks.get("warning") if client is not None else None
+        if callback is not None:
+            callback(self)
 
     def _attach(self, addr: int) -> None:
         self._addr = addr
@@ -176,6 +207,8 @@ class Task:
         self._den = int(_lib.gearman_task_denominator(addr))
         self._error = text(_lib.gearman_task_error(addr))
         self._state = text(_lib.gearman_task_strstate(addr)) or self._state
+        if self._raised:
+            self._rc = WORK_EXCEPTION
         if self._rc == WORK_EXCEPTION and self._event != "exception":
             exc = _lib.gearman_task_exception(addr)
             self._data = string_at(exc.c_str, exc.size) if exc.c_str and exc.size else None
@@ -495,17 +528,15 @@ class Client(Handle):
     # --- do ----------------------------------------------------------------------------
 
     def _execute(self, function, workload, unique, priority: str, background: bool):
+        """do*: one task through the same C path as add_task, waited for alone.
+
+        Not gearman_execute: its tasks drop WORK_WARNING, which carries a
+        raising function's report (see worker.Job._send_report)."""
         fn = _function_arg(function)
         uq = _unique_arg(unique)
         data = encode(self._serializer, workload, "workload")
-        attr = _lib.gearman_task_attr_t(
-            _lib.TASK_ATTR_BACKGROUND if background else _lib.TASK_ATTR_FOREGROUND,
-            _PRIORITY[priority], 0)
-        arg = _lib.gearman_argument_t()
-        if data:   # libgearman rejects a non-NULL empty workload
-            arg.value.c_str = cast(data, c_void_p).value
-            arg.value.size = len(data)
         what = "submitting job to %r" % fn.decode("utf-8", "replace")
+        c_name = _ADD_TASK[priority, background]
         with self._lock:
             self._p()
             self._enable_exceptions()
@@ -513,58 +544,51 @@ class Client(Handle):
             # One try more than servers: the first may go down a stale
             # connection to a restarted gearmand.
             attempts = len(self._servers) + 1
+            task = Task(self, next(_task_keys), fn, uq, data, c_name, background, priority)
             while True:
-                ptr = self._ptr
-                # ``data`` stays referenced until gearman_execute copied it.
-                task = _lib.gearman_execute(ptr, fn, len(fn), uq, len(uq) if uq else 0,
-                                            byref(attr), byref(arg), None)
-                if not task:
-                    raise self._fail(_lib.gearman_client_error_code(ptr), what)
+                self._submit(task)
+                addr = task._addr
                 done = retry = False
                 try:
-                    rc = self._run(deadline, what, until=task)
-                    done = task_finished(task)
+                    rc = self._run(deadline, what, until=addr)
+                    done = task_finished(addr)
                     if rc == SUCCESS and done:
-                        return self._execute_result(task, background, what)
+                        return self._execute_result(task, addr, background, what)
                     if rc not in CONNECTION_CODES or attempts <= 1:
                         raise self._fail(rc, what)
                     retry = True
                 finally:
                     if done:
-                        _lib.gearman_task_free(task)
+                        task._forget()
+                        _lib.gearman_task_free(addr)
                     else:
                         # Freeing an unfinished task corrupts libgearman's
                         # counters: drop the whole C client instead (its
                         # next server first when trying again).
                         self._recreate(rotate=retry)
+                        task._forget()
                 attempts -= 1
+                task._reset()
+                task._client = self
 
-    def _execute_result(self, task, background: bool, what: str):
-        rc = _lib.gearman_task_return(task)
+    def _execute_result(self, task: Task, addr, background: bool, what: str):
+        rc = _lib.gearman_task_return(addr)
         if background:
             if rc != SUCCESS:
                 raise self._fail(rc, what)
-            handle = _lib.gearman_task_job_handle(task)
+            handle = _lib.gearman_task_job_handle(addr)
             if not handle:
                 raise error_for(RETURN_CODES["UNKNOWN_STATE"],
                                 "%s: the server sent no job handle" % what)
             return {"result": None, "job_handle": handle.decode("utf-8", "replace")}
         if rc == SUCCESS:
-            result = _lib.gearman_task_result(task)
-            size = _lib.gearman_result_size(result) if result else 0
-            raw = string_at(_lib.gearman_result_value(result), size) if size else b""
-            return decode(self._serializer, raw)
-        if rc == WORK_EXCEPTION:
-            exc = _lib.gearman_task_exception(task)
-            raw = string_at(exc.c_str, exc.size) if exc.c_str and exc.size else b""
-            raise error_for(rc, "%s: the worker raised an exception" % what,
-                            self._decode_report(raw))
+            return decode(self._serializer, task._data or b"")
+        if rc == WORK_EXCEPTION or task._raised:
+            raise self._record(error_for(WORK_EXCEPTION, "%s: the worker raised an exception"
+                                         % what, _decode_report(self._serializer, task._data)))
         if rc == WORK_FAIL:
-            raise error_for(rc, "%s: the worker failed the job" % what)
+            raise self._record(error_for(rc, "%s: the worker failed the job" % what))
         raise self._fail(rc, what)
-
-    def _decode_report(self, raw: bytes) -> Any:
-        return _decode_report(self._serializer, raw)
 
     def do(self, function: Union[str, bytes], workload: Any, unique: Optional[Union[str, bytes]] = None) -> Any:
         """Run a job at normal priority and return its deserialized result."""

@@ -132,9 +132,13 @@ class Job:
         self._finish()
 
     def send_exception(self, obj: Any) -> None:
-        # gearmand 1.1.20 ends the job on WORK_EXCEPTION and sends WORK_FAIL
-        # to clients that did not ask for exceptions: nobody is left waiting.
-        self._send_payload(_lib.gearman_job_send_exception, "send_exception", obj)
+        """Send WORK_EXCEPTION, which ends the job.  Beware: gearmand 1.1.20
+        mangles the WORK_FAIL it sends instead to clients that did not ask
+        for exceptions, and those wait forever (see _send_report)."""
+        data = encode(self._serializer, obj, "send_exception")
+        if not data:   # libgearman refuses an empty exception
+            raise ValueError("send_exception needs a non-empty payload")
+        self._send(_lib.gearman_job_send_exception, "send_exception", data, len(data))
         self._finish()
 
     def send_fail(self) -> None:
@@ -142,13 +146,23 @@ class Job:
         self._finish()
 
     def _send_report(self, report: Dict[str, Any]) -> None:
+        """End the job of a function that raised: the report as WORK_WARNING,
+        then WORK_FAIL.
+
+        Not WORK_EXCEPTION: gearmand 1.1.20 ends the job on it, and the
+        WORK_FAIL it sends in its place to clients that did not ask for
+        exceptions carries the handle with a trailing NUL, which libgearman
+        clients do not match, so they wait forever.  Every client sees this
+        WORK_FAIL; pygear's client turns the warning before it back into
+        WORK_EXCEPTION with the report."""
         try:
-            data = encode(self._serializer, report, "exception report")
             if self._serializer is RAW:
-                raise TypeError
+                raise TypeError("RAW cannot encode a dict")
+            data = encode(self._serializer, report, "exception report")
         except TypeError:
             data = json.dumps(report).encode("utf-8")
-        self._send(_lib.gearman_job_send_exception, "send_exception", data, len(data))
+        self._send(_lib.gearman_job_send_warning, "send_warning", data, len(data))
+        self._send(_lib.gearman_job_send_fail, "send_fail")
         self._finish()
 
     def _finish(self) -> None:
@@ -359,8 +373,7 @@ class Worker(Handle):
 
     def _check_deadline(self, deadline: Deadline) -> None:
         if deadline.slice_ms() == 0:
-            raise error_for(TIMEOUT, "waiting for a job failed: timeout of %d ms reached"
-                            % self._timeout)
+            raise self._timeout_error("waiting for a job")
 
     def _nap(self, deadline: Deadline, ms: Optional[int] = None) -> None:
         self._check_deadline(deadline)

@@ -134,6 +134,7 @@ class WorkerProcesses:
         self.server = server
         self._ctx = multiprocessing.get_context("spawn")
         self._children: List = []
+        self._registered: Dict[str, int] = {}
 
     def start(self, functions: Dict[str, Callable], serializer: str = "json",
               count: int = 1, timeout: float = 30.0):
@@ -148,13 +149,33 @@ class WorkerProcesses:
             proc.start()
             self._children.append((proc, stop))
             started.append((proc, ready))
+        deadline = time.monotonic() + timeout
         for proc, ready in started:
-            if not ready.wait(timeout):
-                raise RuntimeError("worker process %d did not start within %.0fs"
-                                   % (proc.pid, timeout))
-        # CAN_DO is sent on the first grab; give it a moment to reach gearmand.
-        time.sleep(0.2)
+            while not ready.wait(0.1):
+                if proc.exitcode is not None:
+                    raise RuntimeError("worker process %d exited with %s before it "
+                                       "started" % (proc.pid, proc.exitcode))
+                if time.monotonic() > deadline:
+                    raise RuntimeError("worker process %d did not start within %.0fs"
+                                       % (proc.pid, timeout))
+        self._wait_registered(list(functions), count, deadline)
         return [proc for proc, _ in started]
+
+    def _wait_registered(self, names: List[str], count: int, deadline: float) -> None:
+        """Until gearmand lists ``count`` more workers for every name (CAN_DO
+        goes out with the first grab, a moment after the child started)."""
+        from .admin import Admin
+        wanted = {name: self._registered.get(name, 0) + count for name in names}
+        with Admin(self.server.host, self.server.port, timeout=5.0) as admin:
+            while True:
+                have = {row["function"]: row["available_workers"] for row in admin.status()}
+                if all(have.get(name, 0) >= n for name, n in wanted.items()):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("gearmand did not see workers for %s in time"
+                                       % ", ".join(sorted(wanted)))
+                time.sleep(0.02)
+        self._registered.update(wanted)
 
     def stop_all(self) -> None:
         for proc, stop in self._children:
@@ -165,6 +186,7 @@ class WorkerProcesses:
                 proc.kill()
                 proc.join(5)
         self._children = []
+        self._registered = {}
 
 
 @pytest.fixture

@@ -1,0 +1,7 @@
+"""``python -m pygear``: the same as the ``pygear`` console script."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

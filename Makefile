@@ -1,0 +1,42 @@
+# make demo  - run the seed examples end to end against a throwaway gearmand
+# make test  - the whole test suite (slow soak tests included) against real gearmands
+# make bench - pygear against libgearman driven from C, in the same run
+PYTHON ?= python3
+VENV   ?= .venv
+VPY    := $(VENV)/bin/python
+
+.PHONY: demo test test-fast bench tox wheel system-deps venv clean
+
+system-deps:
+	@scripts/ensure-system-deps.sh
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e ".[test]"
+	@touch $@
+
+venv: system-deps $(VENV)/.installed
+
+demo: venv
+	$(VPY) examples/demo.py
+
+test: venv
+	$(VPY) -m pytest -ra
+
+test-fast: venv
+	$(VPY) -m pytest -ra -m "not slow"
+
+bench: venv
+	$(VPY) -m bench
+
+tox: venv
+	$(VPY) -m pip install -q tox
+	$(VPY) -m tox
+
+wheel: venv
+	$(VPY) -m pip install -q build
+	CC=false $(VPY) -m build --wheel
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .tox bench/.build

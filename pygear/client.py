@@ -140,8 +140,17 @@ def _on_context_free(addr, context):
 
 # Created once and kept for the life of the process, so C can never call a
 # freed trampoline.
-TRAMPOLINES: Dict[str, Any] = {kind: _make_trampoline(kind) for kind in _CALLBACK_KINDS}
-TRAMPOLINES["context_free"] = _lib.task_context_free_fn(_on_context_free)
+TRAMPOLINES: Dict[str, Any] = {}
+
+
+def _trampolines() -> Dict[str, Any]:
+    """Built on first use, once libgearman is loaded (import pygear must not
+    need it), then kept for the life of the process."""
+    if not TRAMPOLINES:
+        built = {kind: _make_trampoline(kind) for kind in _CALLBACK_KINDS}
+        built["context_free"] = _lib.task_context_free_fn(_on_context_free)
+        TRAMPOLINES.update(built)
+    return TRAMPOLINES
 
 
 class Task:
@@ -361,7 +370,7 @@ class Client(Handle):
         add_task* tasks keep it only in the packet.)"""
         _lib.gearman_client_add_options(ptr, _lib.CLIENT_NON_BLOCKING)
         for kind in _CALLBACK_KINDS:
-            getattr(_lib, "gearman_client_set_%s_fn" % kind)(ptr, TRAMPOLINES[kind])
+            getattr(_lib, "gearman_client_set_%s_fn" % kind)(ptr, _trampolines()[kind])
 
     def _recreate(self, rotate: bool) -> None:
         """Swap in a fresh C client and send the unfinished tasks again.
@@ -805,7 +814,8 @@ class Client(Handle):
         with self._lock:
             self._p()
             rc = self._wait(Deadline(self._timeout), "wait")
-            if rc not in (SUCCESS, RETURN_CODES["TIMEOUT"]):
+            # NO_ACTIVE_FDS: no connection awaits anything, so nothing to wait for.
+            if rc not in (SUCCESS, RETURN_CODES["TIMEOUT"], RETURN_CODES["NO_ACTIVE_FDS"]):
                 raise self._fail(rc, "wait")
 
     def error_code(self) -> int:

@@ -212,7 +212,7 @@ def _on_job(job_ptr, context, result_size, ret_ptr):
         worker = LIVE_WORKERS.get(context)
         if worker is None:
             ret_ptr[0] = RETURN_CODES["WORK_FAIL"]
-            return None
+            return 0   # NULL; PyPy's ctypes cannot convert None for a c_void_p restype
         job = Job(worker, job_ptr, owned=False)
         worker._run_job(job)
     except BaseException as exc:   # nothing may cross the C frame
@@ -225,7 +225,7 @@ def _on_job(job_ptr, context, result_size, ret_ptr):
     finally:
         if job is not None:
             job._disown()
-    return None
+    return 0   # NULL: we replied ourselves (0, not None: PyPy needs an int)
 
 
 # Created once for the life of the process: C may call it from any worker.
@@ -425,5 +425,6 @@ class Worker(Handle):
         with self._lock:
             self._p()
             rc = self._wait(Deadline(self._timeout), "wait")
-            if rc not in (SUCCESS, TIMEOUT):
+            # NO_ACTIVE_FDS: no connection awaits anything, so nothing to wait for.
+            if rc not in (SUCCESS, TIMEOUT, RETURN_CODES["NO_ACTIVE_FDS"]):
                 raise self._fail(rc, "wait")

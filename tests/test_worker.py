@@ -379,3 +379,11 @@ def test_interop_c_client_against_pygear_worker(worker, gearmand):
     worker.work()
     out, _ = proc.communicate(timeout=20)
     assert out.strip() == b"cba"
+
+
+def test_wait_returns_when_idle(worker):
+    worker.add_function(unique_name("w"), 0, lambda job: 1)
+    worker.set_timeout(100)
+    start = time.monotonic()
+    worker.wait()
+    assert time.monotonic() - start < 1.0

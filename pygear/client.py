@@ -555,10 +555,10 @@ class Client(Handle):
             attempts = len(self._servers) + 1
             task = Task(self, next(_task_keys), fn, uq, data, c_name, background, priority)
             while True:
-                self._submit(task)
-                addr = task._addr
                 done = retry = False
                 try:
+                    self._submit(task)
+                    addr = task._addr
                     rc = self._run(deadline, what, until=addr)
                     done = task_finished(addr)
                     if rc == SUCCESS and done:
@@ -572,8 +572,9 @@ class Client(Handle):
                         _lib.gearman_task_free(addr)
                     else:
                         # Freeing an unfinished task corrupts libgearman's
-                        # counters: drop the whole C client instead (its
-                        # next server first when trying again).
+                        # counters (and an interrupt may have come before we
+                        # knew its address): drop the whole C client instead,
+                        # its next server first when trying again.
                         self._recreate(rotate=retry)
                         task._forget()
                 attempts -= 1
@@ -642,10 +643,11 @@ class Client(Handle):
             deadline = Deadline(self._timeout)
             attempts = len(self._servers) + 1
             while True:
-                task = self._add_status(key, by_unique)
-                self._unfinished.discard(task)   # this call waits for it alone
+                task = None
                 retry = False
                 try:
+                    task = self._add_status(key, by_unique)
+                    self._unfinished.discard(task)   # this call waits for it alone
                     rc = self._run(deadline, what, until=task._addr)
                     if rc == SUCCESS and task._finished_in_c():
                         task._detach()
@@ -654,7 +656,7 @@ class Client(Handle):
                         raise self._fail(rc, what)
                     retry = True
                 finally:
-                    if task._addr:
+                    if task is None or task._addr:
                         self._recreate(rotate=retry)
                 attempts -= 1
 

@@ -114,11 +114,20 @@ class Deadline:
         return max(1, min(SLICE_MS, int(left * 1000 + 0.999)))
 
 
+def c_names(prefix: str) -> dict:
+    """The C functions a Handle calls, by verb: gearman_client_* or gearman_worker_*."""
+    verbs = ("create", "free", "error", "errno", "add_server", "remove_servers",
+             "set_timeout", "wait", "set_identifier", "set_log_fn", "echo")
+    names = {verb: "%s_%s" % (prefix, verb) for verb in verbs}
+    names["prefix"] = prefix
+    return names
+
+
 class Handle:
     """Owns one libgearman client or worker.
 
-    Subclasses name their C functions in ``_C`` (a dict from verb to the
-    prototype's name) and supply ``_configure()``.
+    Subclasses name their C functions in ``_C`` (``c_names(prefix)``) and
+    supply ``_configure()``.
     """
 
     _C: dict = {}
@@ -154,6 +163,10 @@ class Handle:
     @property
     def closed(self) -> bool:
         return self._ptr is None
+
+    def _check_open(self) -> None:
+        if self._ptr is None:
+            raise ERROR("this %s is closed" % self._kind)
 
     def _p(self):
         ptr = self._ptr
@@ -313,10 +326,6 @@ class Handle:
             raise self._timeout_error(what)
         return rc
 
-    def _blocking_timeout(self) -> int:
-        """The C timeout for calls libgearman runs to the end by itself."""
-        return self._timeout
-
     # --- settings ---------------------------------------------------------------
 
     def set_serializer(self, serializer: Any) -> None:
@@ -361,6 +370,19 @@ class Handle:
             getattr(_lib, self._C["set_log_fn"])(ptr, cb, None, verbose)
             self._log_cb = cb   # replaced only after C holds the new one
             self._log_verbose = verbose
+
+    def echo(self, data: Union[str, bytes]) -> None:
+        """Ping every server with ``data``; raises when one does not echo it."""
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        if not isinstance(payload, (bytes, bytearray)):
+            raise TypeError("echo data must be str or bytes")
+        payload = bytes(payload)
+        with self._lock:
+            ptr = self._p()
+            self._set_c_timeout(self._timeout)
+            rc = getattr(_lib, self._C["echo"])(ptr, payload or None, len(payload))
+            if rc != SUCCESS:
+                raise self._fail(rc, "echo")
 
     def error(self) -> Optional[str]:
         """The text of the last error (like libgearman, kept after successes)."""

@@ -350,5 +350,5 @@ def __getattr__(name: str):
 
 def strerror(code: int) -> str:
     load()
-    text = gearman_strerror(code)  # noqa: F821 (bound by load())
+    text = globals()["gearman_strerror"](code)   # bound by load()
     return text.decode("utf-8", "replace") if text else "code %d" % code

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from ctypes import byref, c_int, c_void_p, cast, string_at
+from ctypes import byref, c_int, string_at
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from . import _lib
-from ._base import (CONNECTION_CODES, IO_WAIT, PAUSE, SUCCESS, Deadline, Handle,
+from ._base import (CONNECTION_CODES, IO_WAIT, PAUSE, SUCCESS, Deadline, Handle, c_names,
                     to_bytes)
-from .errors import ERROR, RETURN_CODES, describe_returncode, error_for
+from .errors import RETURN_CODES, describe_returncode, error_for
 from .serializers import JSON, decode, encode
 
 WORK_EXCEPTION = RETURN_CODES["WORK_EXCEPTION"]
@@ -341,13 +341,7 @@ class Client(Handle):
     """A Gearman client: submit jobs, run tasks, ask for status."""
 
     _kind = "client"
-    _C = dict(prefix="gearman_client", create="gearman_client_create",
-              free="gearman_client_free", error="gearman_client_error",
-              errno="gearman_client_errno", add_server="gearman_client_add_server",
-              remove_servers="gearman_client_remove_servers",
-              set_timeout="gearman_client_set_timeout", wait="gearman_client_wait",
-              set_identifier="gearman_client_set_identifier",
-              set_log_fn="gearman_client_set_log_fn")
+    _C = c_names("gearman_client")
 
     def _configure(self) -> None:
         self._callbacks: Dict[str, Callable[[Task], Any]] = {}
@@ -666,18 +660,6 @@ class Client(Handle):
             self._servers = []
             self._recreate(rotate=False)   # no C task may keep a freed connection
 
-    def echo(self, data: Union[str, bytes]) -> None:
-        """Ping every server with ``data``; raises when one does not echo it."""
-        payload = data.encode("utf-8") if isinstance(data, str) else data
-        if not isinstance(payload, (bytes, bytearray)):
-            raise TypeError("echo data must be str or bytes")
-        payload = bytes(payload)
-        with self._lock:
-            ptr = self._p()
-            self._set_c_timeout(self._blocking_timeout())
-            rc = _lib.gearman_client_echo(ptr, payload or None, len(payload))
-            if rc != SUCCESS:
-                raise self._fail(rc, "echo")
 
     # --- tasks -----------------------------------------------------------------------
 
@@ -788,7 +770,7 @@ class Client(Handle):
         if fn is not None and not callable(fn):
             raise TypeError("%s callback must be callable" % kind)
         with self._lock:
-            ptr = self._p()
+            self._check_open()   # allowed inside a callback: C is not touched
             if fn is None:
                 self._callbacks.pop(kind, None)
             else:
@@ -806,7 +788,7 @@ class Client(Handle):
     def clear_fn(self) -> None:
         """Forget every callback."""
         with self._lock:
-            ptr = self._p()
+            self._check_open()
             self._callbacks.clear()
 
     # --- misc ----------------------------------------------------------------------------

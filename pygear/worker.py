@@ -22,7 +22,7 @@ from ctypes import byref, c_int, string_at
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from . import _lib
-from ._base import (CONNECTION_CODES, NO_JOBS, SLICE_MS, SUCCESS, TIMEOUT, Deadline,
+from ._base import (CONNECTION_CODES, NO_JOBS, SLICE_MS, SUCCESS, TIMEOUT, Deadline, c_names,
                     Handle, to_bytes)
 from .errors import ERROR, GearmanError, RETURN_CODES, error_for
 from .serializers import RAW, decode, encode
@@ -236,13 +236,7 @@ class Worker(Handle):
     """A Gearman worker: register functions, then work()."""
 
     _kind = "worker"
-    _C = dict(prefix="gearman_worker", create="gearman_worker_create",
-              free="gearman_worker_free", error="gearman_worker_error",
-              errno="gearman_worker_errno", add_server="gearman_worker_add_server",
-              remove_servers="gearman_worker_remove_servers",
-              set_timeout="gearman_worker_set_timeout", wait="gearman_worker_wait",
-              set_identifier="gearman_worker_set_identifier",
-              set_log_fn="gearman_worker_set_log_fn")
+    _C = c_names("gearman_worker")
 
     def _configure(self) -> None:
         self._functions: Dict[str, Tuple[Optional[JobFunction], int]] = {}
@@ -333,17 +327,6 @@ class Worker(Handle):
         raw = _lib.gearman_worker_namespace(self._p())
         return raw.decode("utf-8", "replace") if raw else None
 
-    def echo(self, data: Union[str, bytes]) -> None:
-        payload = data.encode("utf-8") if isinstance(data, str) else data
-        if not isinstance(payload, (bytes, bytearray)):
-            raise TypeError("echo data must be str or bytes")
-        payload = bytes(payload)
-        with self._lock:
-            ptr = self._p()
-            self._set_c_timeout(self._timeout)
-            rc = _lib.gearman_worker_echo(ptr, payload or None, len(payload))
-            if rc != SUCCESS:
-                raise self._fail(rc, "echo")
 
     # --- working --------------------------------------------------------------------
     def work(self) -> None:

@@ -33,6 +33,7 @@ _ADD_TASK = {
 }
 _CALLBACK_KINDS = ("workload", "created", "data", "warning", "status",
                    "complete", "exception", "fail")
+_ALWAYS_KINDS = frozenset(("warning", "complete", "exception", "fail"))
 _OPTION_BITS = {
     "non_blocking": _lib.CLIENT_NON_BLOCKING,
     "unbuffered_result": _lib.CLIENT_UNBUFFERED_RESULT,
@@ -62,17 +63,29 @@ def _unique_arg(unique: Optional[Union[str, bytes]]) -> Optional[bytes]:
     return data
 
 
+_FUNCTION_NAMES: Dict[Any, bytes] = {}   # checked names, the hot path's usual few
+
+
 def _function_arg(function: Union[str, bytes]) -> bytes:
+    data = _FUNCTION_NAMES.get(function) if type(function) in (str, bytes) else None
+    if data is not None:
+        return data
     data = to_bytes(function, "function name")
     if len(data) >= _lib.FUNCTION_MAX_SIZE:
         raise ValueError("function name is %d bytes; libgearman allows at most %d"
                          % (len(data), _lib.FUNCTION_MAX_SIZE - 1))
+    if type(function) in (str, bytes):
+        if len(_FUNCTION_NAMES) >= 1024:
+            _FUNCTION_NAMES.clear()
+        _FUNCTION_NAMES[function] = data
     return data
+
 
 # --- Task ----------------------------------------------------------------------
 # C calls these with the task's address; the task's context is its key in
-# LIVE_TASKS.  A Task that Python dropped is simply not found.
-LIVE_TASKS: "weakref.WeakValueDictionary[int, Task]" = weakref.WeakValueDictionary()
+# LIVE_TASKS.  A task is in it from submission until libgearman is done
+# with it (a plain dict: the hot path looks it up twice per job).
+LIVE_TASKS: "Dict[int, Task]" = {}
 _PAYLOAD_EVENTS = frozenset(("data", "warning", "complete", "exception"))
 _FINAL_EVENTS = frozenset(("complete", "exception", "fail"))
 
@@ -87,6 +100,7 @@ def _make_trampoline(kind: str):
     get, context = LIVE_TASKS.get, _lib.gearman_task_context
     data_of, size_of = _lib.gearman_task_data, _lib.gearman_task_data_size
     payload = kind in _PAYLOAD_EVENTS
+    final = kind in _FINAL_EVENTS
 
     def trampoline(addr):
         client = None
@@ -112,12 +126,18 @@ def _make_trampoline(kind: str):
                     task._raised = True
                 else:
                     task._data = None
-            if kind in _FINAL_EVENTS:
+            if final:
                 task._workload = b""   # never sent again
             task._event = event
             callback = client._callbacks.get(event) if client is not None else None
             if callback is not None:
                 callback(task)
+            if final:   # no event comes after this one
+                if client is not None and client._user_options["free_tasks"]:
+                    task._snapshot()   # libgearman frees the task right after
+                    task._forget()
+                else:
+                    LIVE_TASKS.pop(task._key, None)
             return SUCCESS
         except BaseException as exc:   # nothing may cross the C frame
             if client is not None and client._pending is None:
@@ -352,19 +372,24 @@ class Client(Handle):
         self._unfinished: "set[Task]" = set()
         self._user_options = {name: False for name in _OPTION_BITS}
         self._exceptions_enabled = False
+        self._installed: "set[str]" = set()   # lazily installed trampoline kinds
+        self._rc = c_int(SUCCESS)             # out-parameter of add_task*, reused
+        self._rc_ref = byref(self._rc)
         self._setup_c_client(self._ptr)
 
     def _setup_c_client(self, ptr) -> None:
         """Everything pygear sets on a fresh C client.
 
         libgearman copies the client's callbacks into each task when it is
-        added; pygear's trampolines are always there and look the Python
-        callback up when the event comes, so a callback set after add_task
-        still fires.  (The complete trampoline also copies the result out:
-        add_task* tasks keep it only in the packet.)"""
+        added.  complete, exception, fail and warning always go through
+        pygear's trampolines: they copy results and exception reports out.
+        The other kinds cost a Python call per event, so their trampolines
+        are installed once a callback of that kind is set, and (as in
+        libgearman) apply to tasks added after that."""
         _lib.gearman_client_add_options(ptr, _lib.CLIENT_NON_BLOCKING)
-        for kind in _CALLBACK_KINDS:
-            getattr(_lib, "gearman_client_set_%s_fn" % kind)(ptr, _trampolines()[kind])
+        trampolines = _trampolines()
+        for kind in _ALWAYS_KINDS | self._installed:
+            getattr(_lib, "gearman_client_set_%s_fn" % kind)(ptr, trampolines[kind])
 
     def _recreate(self, rotate: bool) -> None:
         """Swap in a fresh C client and send the unfinished tasks again.
@@ -399,6 +424,7 @@ class Client(Handle):
             _lib.gearman_client_add_server(new, host.encode(), port)
         self._ptr = new
         self._c_timeout = None
+        self._buffers_widened = False
         self._exceptions_enabled = False
         _lib.gearman_client_free(old)
         for task in pending:
@@ -494,6 +520,12 @@ class Client(Handle):
 
     # --- the run loop -------------------------------------------------------------
 
+    def _all_finished(self) -> None:
+        """run_tasks ends with SUCCESS only when every task did."""
+        for task in self._unfinished:
+            LIVE_TASKS.pop(task._key, None)
+        self._unfinished.clear()
+
     def _raise_pending(self) -> None:
         exc, self._pending = self._pending, None
         if exc is not None:
@@ -512,7 +544,9 @@ class Client(Handle):
                 if self._pending is not None:
                     self._raise_pending()
                 if rc == IO_WAIT:
-                    if until is not None and finished(until):
+                    # Alone, the task ends with run_tasks' SUCCESS; only
+                    # beside other tasks must it be checked by hand.
+                    if until is not None and self._unfinished and finished(until):
                         return SUCCESS
                     rc = wait(deadline, what)
                     if rc == SUCCESS or rc == RETURN_CODES["TIMEOUT"]:
@@ -523,7 +557,7 @@ class Client(Handle):
                 if rc == PAUSE:
                     continue
                 if rc == SUCCESS:
-                    self._unfinished.clear()   # run_tasks ends when every task did
+                    self._all_finished()
                 return rc
         finally:
             self._running = False
@@ -555,7 +589,7 @@ class Client(Handle):
                     addr = task._addr
                     rc = self._run(deadline, what, until=addr)
                     done = task_finished(addr)
-                    if rc == SUCCESS and done:
+                    if done and rc == SUCCESS:
                         return self._execute_result(task, addr, background, what)
                     if rc not in CONNECTION_CODES or attempts <= 1:
                         raise self._fail(rc, what)
@@ -678,13 +712,13 @@ class Client(Handle):
 
     def _submit(self, task: Task) -> None:
         """Create the C task for ``task``; libgearman copies the workload."""
-        rc = c_int(SUCCESS)
         data = task._workload
         addr = getattr(_lib, task._c_name)(
             self._ptr, None, task._key, task._fn, task._uq,
-            data or None, len(data), byref(rc))
+            data or None, len(data), self._rc_ref)
         if not addr:
-            raise self._fail(rc.value, "adding a task for %r" % task._fn.decode("utf-8", "replace"))
+            raise self._fail(self._rc.value, "adding a task for %r"
+                             % task._fn.decode("utf-8", "replace"))
         task._attach(addr)
 
     def _add_status(self, key: bytes, by_unique: bool = False) -> Task:
@@ -749,8 +783,10 @@ class Client(Handle):
                         self._running = False
                     self._raise_pending()
                     if rc in (SUCCESS, IO_WAIT, PAUSE):
-                        self._unfinished = {t for t in self._unfinished
-                                            if t._addr and not t._finished_in_c()}
+                        done = {t for t in self._unfinished if not t._addr or t._finished_in_c()}
+                        for task in done:
+                            LIVE_TASKS.pop(task._key, None)
+                        self._unfinished -= done
                         return
                 else:
                     rc = self._run(deadline, "running tasks")
@@ -770,11 +806,14 @@ class Client(Handle):
         if fn is not None and not callable(fn):
             raise TypeError("%s callback must be callable" % kind)
         with self._lock:
-            self._check_open()   # allowed inside a callback: C is not touched
+            self._check_open()   # allowed inside a callback: tasks keep their copy
             if fn is None:
                 self._callbacks.pop(kind, None)
-            else:
-                self._callbacks[kind] = fn
+                return
+            self._callbacks[kind] = fn
+            if kind not in _ALWAYS_KINDS and kind not in self._installed:
+                getattr(_lib, "gearman_client_set_%s_fn" % kind)(self._ptr, _trampolines()[kind])
+                self._installed.add(kind)
 
     def set_workload_fn(self, fn): self._set_callback("workload", fn)
     def set_created_fn(self, fn): self._set_callback("created", fn)

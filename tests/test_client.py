@@ -301,6 +301,14 @@ def test_callback_exception_is_reraised_unchanged(client, fn):
     assert client.do(fn["echo"], 2) == 2
 
 
+def test_complete_callback_set_after_add_task_still_fires(client, fn):
+    task = client.add_task(fn["echo"], 9)
+    seen = []
+    client.set_complete_fn(lambda t: seen.append(t.result()))
+    client.run_tasks()
+    assert seen == [9] and task.result() == 9
+
+
 def test_clear_fn_stops_callbacks(client, fn):
     calls = []
     client.set_complete_fn(lambda task: calls.append(1))
@@ -322,9 +330,9 @@ def test_client_cannot_be_used_inside_its_callback(client, fn):
 
 def test_add_task_status(client):
     handle = client.do_background(unique_name("st"), "x")["job_handle"]
-    task = client.add_task_status(handle)
     statuses = []
-    client.set_status_fn(lambda t: statuses.append(t.is_known()))
+    client.set_status_fn(lambda t: statuses.append(t.is_known()))   # before adding, as in libgearman
+    task = client.add_task_status(handle)
     client.run_tasks()
     assert task.is_known() is True
     assert statuses == [True]

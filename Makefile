@@ -28,7 +28,8 @@ test-fast: venv
 	$(VPY) -m pytest -ra -m "not slow"
 
 bench: venv
-	$(VPY) -m bench
+	-$(VPY) -m pip install -q gear
+	$(VPY) -m bench $(BENCH_ARGS)
 
 tox: venv
 	$(VPY) -m pip install -q tox

@@ -341,6 +341,8 @@ class Worker(Handle):
             while True:
                 self._set_c_timeout(deadline.slice_ms() or 1)
                 rc = work(ptr)
+                if not self._buffers_widened:   # see _base.widen_socket_buffers
+                    self._widen_buffers()
                 if self._pending is not None:
                     exc, self._pending = self._pending, None
                     raise exc
@@ -350,6 +352,7 @@ class Worker(Handle):
                     self._check_deadline(deadline)
                     continue
                 if rc in CONNECTION_CODES:
+                    self._buffers_widened = False   # libgearman reconnects
                     self._nap(deadline)   # every server is down: retry in slices
                     continue
                 raise self._fail(rc, "work")

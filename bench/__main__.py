@@ -1,0 +1,330 @@
+"""Run the benchmark suite: ``python -m bench [--quick] [--rounds N]
+[--scenarios NAME ...] [--python INTERPRETER ...] [--json FILE]``.
+
+Every scenario runs its contenders in alternating rounds against one
+private gearmand; each contender is a separate process (so a Python client
+and a Python worker never share a GIL) that prints the seconds its timed
+part took.  The report gives median operations per second per contender and
+the median of the per-round ratios contender/C.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.path.join(HERE, ".build")
+sys.path.insert(0, ROOT)
+
+from pygear._server import GearmandProcess  # noqa: E402
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass
+class Scenario:
+    name: str
+    kind: str          # "client": contenders are clients; "worker": contenders are workers
+    mode: str          # the client's mode: do | tasks | background
+    size: int
+    count: int
+    quick_count: int
+    title: str
+    json_row: bool = False
+
+
+SCENARIOS = [
+    Scenario("do", "client", "do", 100, 5000, 1500, "sequential do, 100 B", json_row=True),
+    Scenario("tasks", "client", "tasks", 100, 20000, 5000, "add_task x N + run_tasks, 100 B"),
+    Scenario("background", "client", "background", 100, 10000, 3000,
+             "sequential do_background, 100 B"),
+    Scenario("worker", "worker", "tasks", 100, 20000, 5000,
+             "worker: C client's batch, 100 B"),
+    Scenario("do_64k", "client", "do", 64 * KIB, 1000, 300, "sequential do, 64 KiB"),
+    Scenario("do_1m", "client", "do", MIB, 10, 4, "sequential do, 1 MiB"),
+    Scenario("worker_1m", "worker", "tasks", MIB, 10, 4, "worker: C client's batch, 1 MiB"),
+]
+BACKGROUND_FN = "bench_background"   # no worker: the jobs stay queued
+
+
+@dataclass
+class Contender:
+    label: str
+    argv_for: object            # (scenario, count) -> argv
+    results: Dict[str, List[float]] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------- set-up
+
+
+def build_c(quiet: bool = False) -> Optional[str]:
+    """Build bench/c/*.c into bench/.build; None (with the reason printed)
+    when there is no compiler or no libgearman headers."""
+    cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
+    if cc is None:
+        print("C reference: no C compiler; reporting Python rows only")
+        return None
+    os.makedirs(BUILD, exist_ok=True)
+    for name in ("client", "worker"):
+        src = os.path.join(HERE, "c", name + ".c")
+        out = os.path.join(BUILD, name)
+        if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
+            continue
+        proc = subprocess.run([cc, "-O2", "-Wall", "-o", out, src, "-lgearman"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print("C reference: cannot build %s (libgearman headers missing?):\n%s"
+                  % (name, proc.stderr.strip()))
+            return None
+    return BUILD
+
+
+def machine_info(pythons: List[str]) -> Dict[str, str]:
+    info = {"nproc": str(os.cpu_count()), "platform": platform.platform()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    for py in pythons:
+        out = subprocess.run([py, "-c", "import sys,platform;print(platform.python_implementation(),"
+                              "platform.python_version())"], capture_output=True, text=True)
+        info["python " + py] = out.stdout.strip()
+    import pygear
+    info["libgearman"] = pygear.libgearman_version()
+    try:
+        import gear  # noqa: F401
+        from importlib.metadata import version
+        info["gear"] = version("gear")
+    except Exception:
+        info["gear"] = "not installed"
+    return info
+
+
+def wait_registered(host: str, port: int, function: str, timeout: float = 20.0) -> None:
+    from pygear import Admin
+    deadline = time.monotonic() + timeout
+    with Admin(host, port) as admin:
+        while True:
+            for row in admin.status():
+                if row["function"] == function and row["available_workers"] > 0:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError("no worker registered %r within %.0fs" % (function, timeout))
+            time.sleep(0.05)
+
+
+def python_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def short_name(py: str) -> str:
+    out = subprocess.run([py, "-c", "import platform;print(platform.python_implementation())"],
+                         capture_output=True, text=True).stdout.strip()
+    return "PyPy" if out == "PyPy" else "CPython"
+
+
+def has_gear(py: str) -> bool:
+    return subprocess.run([py, "-c", "import gear"], capture_output=True).returncode == 0
+
+
+# ----------------------------------------------------------------- running
+
+
+def run_timed(argv: List[str], timeout: float) -> float:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          env=python_env(), cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(argv), proc.returncode,
+                                                   (proc.stderr or proc.stdout).strip()[-2000:]))
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def run_suite(args) -> int:
+    pythons = args.python or [sys.executable] + ([p] if (p := shutil.which("pypy3")) else [])
+    cdir = build_c()
+    scenarios = [s for s in SCENARIOS if not args.scenarios or s.name in args.scenarios]
+    rounds = args.rounds or (3 if args.quick else 5)
+    info = machine_info(pythons)
+    server = GearmandProcess().start()
+    host, port = server.host, server.port
+    workers: List[subprocess.Popen] = []
+    env = python_env()
+    try:
+        info["gearmand"] = _gearmand_version(host, port)
+        # --- the fixed peers and the workers under test
+        worker_fns: Dict[str, str] = {}    # contender label -> function it serves
+        if cdir:
+            worker_fns["C (libgearman)"] = "echo_c"
+            workers.append(subprocess.Popen([os.path.join(cdir, "worker"), "echo_c", host, str(port)]))
+        gear_py = next((py for py in pythons if has_gear(py)), None)
+        labels = {}
+        for i, py in enumerate(pythons):
+            label = "pygear" if i == 0 else "pygear (%s)" % short_name(py)
+            if label in labels.values():
+                label = "pygear (%s)" % py
+            labels[py] = label
+            fn = "echo_py%d" % i
+            worker_fns[label] = fn
+            workers.append(subprocess.Popen([py, "-m", "bench.peers", "worker", "pygear", "raw",
+                                             fn, host, str(port)], env=env, cwd=ROOT))
+        if gear_py:
+            worker_fns["gear"] = "echo_gear"
+            workers.append(subprocess.Popen([gear_py, "-m", "bench.peers", "worker", "gear", "raw",
+                                             "echo_gear", host, str(port)], env=env, cwd=ROOT))
+        for fn in worker_fns.values():
+            wait_registered(host, port, fn)
+        peer_fn = "echo_c" if cdir else worker_fns[labels[pythons[0]]]
+        # The client every worker scenario uses: C's, else pygear's.
+        if cdir:
+            def batch_client(s, n, fn):
+                return [os.path.join(cdir, "client"), s.mode, fn, str(s.size), str(n), host, str(port)]
+        else:
+            def batch_client(s, n, fn):
+                return [pythons[0], "-m", "bench.peers", "client", "pygear", "raw", s.mode, fn,
+                        str(s.size), str(n), host, str(port)]
+
+        def client_fn(s):
+            return BACKGROUND_FN if s.mode == "background" else peer_fn
+
+        results = []
+        started = time.monotonic()
+        for s in scenarios:
+            count = s.quick_count if args.quick else s.count
+            contenders: List[Contender] = []
+            if s.kind == "client":
+                if cdir:
+                    contenders.append(Contender("C (libgearman)", lambda s, n: [
+                        os.path.join(cdir, "client"), s.mode, client_fn(s), str(s.size), str(n),
+                        host, str(port)]))
+                for py in pythons:
+                    contenders.append(Contender(labels[py], lambda s, n, py=py: [
+                        py, "-m", "bench.peers", "client", "pygear", "raw", s.mode, client_fn(s),
+                        str(s.size), str(n), host, str(port)]))
+                    if s.json_row and py == pythons[0]:
+                        contenders.append(Contender(labels[py] + " JSON", lambda s, n, py=py: [
+                            py, "-m", "bench.peers", "client", "pygear", "json", s.mode,
+                            client_fn(s), str(s.size), str(n), host, str(port)]))
+                if s.size >= 64 * KIB:
+                    # Both ends pygear: no libgearman-sized socket buffer on
+                    # either side (see widen_socket_buffers in pygear/_base.py).
+                    py = pythons[0]
+                    contenders.append(Contender(labels[py] + " <-> pygear worker", lambda s, n, py=py: [
+                        py, "-m", "bench.peers", "client", "pygear", "raw", s.mode,
+                        worker_fns[labels[py]], str(s.size), str(n), host, str(port)]))
+                if gear_py:
+                    contenders.append(Contender("gear", lambda s, n: [
+                        gear_py, "-m", "bench.peers", "client", "gear", "raw", s.mode,
+                        client_fn(s), str(s.size), str(n), host, str(port)]))
+            else:
+                for label, fn in worker_fns.items():
+                    contenders.append(Contender(label, lambda s, n, fn=fn: batch_client(s, n, fn)))
+            print("\n== %s (%d ops x %d rounds)" % (s.title, count, rounds), flush=True)
+            per_round: List[Dict[str, float]] = []
+            for r in range(rounds):
+                row = {}
+                order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
+                for c in order:
+                    try:
+                        elapsed = run_timed(c.argv_for(s, count), args.timeout)
+                        row[c.label] = count / elapsed
+                    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                        print("  %s: %s" % (c.label, str(exc).splitlines()[0][:300]), flush=True)
+                        row[c.label] = None
+                per_round.append(row)
+                print("  round %d: %s" % (r + 1, "  ".join(
+                    "%s=%s" % (k, "fail" if v is None else "%.0f" % v) for k, v in row.items())),
+                    flush=True)
+            results.append(summarize(s, count, rounds, contenders, per_round))
+        info["elapsed"] = "%.0f s" % (time.monotonic() - started)
+    finally:
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        server.stop()
+    report = render(info, results, args)
+    print("\n" + report)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"info": info, "results": results}, f, indent=1)
+    return 0
+
+
+def _gearmand_version(host: str, port: int) -> str:
+    from pygear import Admin
+    with Admin(host, port) as admin:
+        return admin.version()
+
+
+REFERENCE = "C (libgearman)"
+
+
+def summarize(s: Scenario, count: int, rounds: int, contenders, per_round) -> dict:
+    rows = []
+    for c in contenders:
+        ops = [r[c.label] for r in per_round if r.get(c.label)]
+        ratios = [r[c.label] / r[REFERENCE] for r in per_round
+                  if r.get(c.label) and r.get(REFERENCE)]
+        rows.append({"label": c.label,
+                     "median_ops": statistics.median(ops) if ops else None,
+                     "min_ops": min(ops) if ops else None,
+                     "max_ops": max(ops) if ops else None,
+                     "completed": len(ops),
+                     "ratio": statistics.median(ratios) if ratios else None})
+    return {"scenario": s.name, "title": s.title, "count": count, "rounds": rounds, "rows": rows}
+
+
+def render(info, results, args) -> str:
+    lines = ["| scenario | contender | median ops/s | (min - max) | ratio vs C |",
+             "|---|---|---:|---:|---:|"]
+    for res in results:
+        for row in res["rows"]:
+            if row["median_ops"] is None:
+                lines.append("| %s | %s | did not complete | | |" % (res["title"], row["label"]))
+                continue
+            ratio = "" if row["label"] == REFERENCE or row["ratio"] is None else "%.2f" % row["ratio"]
+            lines.append("| %s | %s | %.0f | %.0f - %.0f | %s |" % (
+                res["title"], row["label"], row["median_ops"], row["min_ops"], row["max_ops"],
+                ratio))
+    head = ["Machine: " + ", ".join("%s: %s" % kv for kv in info.items()),
+            "Command: python -m bench " + " ".join(sys.argv[1:]), ""]
+    return "\n".join(head + lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer operations and rounds (~2 min)")
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, quick 3)")
+    parser.add_argument("--scenarios", nargs="+", choices=[s.name for s in SCENARIOS],
+                        help="run only these scenarios")
+    parser.add_argument("--python", nargs="+",
+                        help="interpreters for the pygear side (default: this one, and pypy3)")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per run before giving up")
+    parser.add_argument("--json", help="also write the results as JSON to this file")
+    args = parser.parse_args(argv)
+    return run_suite(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -82,10 +82,11 @@ def _function_arg(function: Union[str, bytes]) -> bytes:
 
 
 # --- Task ----------------------------------------------------------------------
-# C calls these with the task's address; the task's context is its key in
+# C calls these with the task's address, which is the task's key in
 # LIVE_TASKS.  A task is in it from submission until libgearman is done
-# with it (a plain dict: the hot path looks it up twice per job).
+# with it (a plain dict: the hot path looks it up on every event).
 LIVE_TASKS: "Dict[int, Task]" = {}
+_NO_CLIENT = lambda: None   # noqa: E731  (a forgotten task's dead client reference)
 _PAYLOAD_EVENTS = frozenset(("data", "warning", "complete", "exception"))
 _FINAL_EVENTS = frozenset(("complete", "exception", "fail"))
 
@@ -97,7 +98,7 @@ def looks_like_report(data: bytes) -> bool:
 
 
 def _make_trampoline(kind: str):
-    get, context = LIVE_TASKS.get, _lib.gearman_task_context
+    get = LIVE_TASKS.get
     data_of, size_of = _lib.gearman_task_data, _lib.gearman_task_data_size
     payload = kind in _PAYLOAD_EVENTS
     final = kind in _FINAL_EVENTS
@@ -105,10 +106,10 @@ def _make_trampoline(kind: str):
     def trampoline(addr):
         client = None
         try:
-            task = get(context(addr))
+            task = get(addr)
             if task is None:
                 return SUCCESS
-            client = task._client
+            client = task._client()
             event = kind
             if payload:
                 size = size_of(addr)
@@ -129,15 +130,16 @@ def _make_trampoline(kind: str):
             if final:
                 task._workload = b""   # never sent again
             task._event = event
-            callback = client._callbacks.get(event) if client is not None else None
-            if callback is not None:
-                callback(task)
+            if not task._quiet and client is not None:
+                callback = client._callbacks.get(event)
+                if callback is not None:
+                    callback(task)
             if final:   # no event comes after this one
                 if client is not None and client._user_options["free_tasks"]:
                     task._snapshot()   # libgearman frees the task right after
                     task._forget()
                 else:
-                    LIVE_TASKS.pop(task._key, None)
+                    LIVE_TASKS.pop(addr, None)
             return SUCCESS
         except BaseException as exc:   # nothing may cross the C frame
             if client is not None and client._pending is None:
@@ -150,8 +152,8 @@ def _make_trampoline(kind: str):
 def _on_context_free(addr, context):
     # libgearman frees a task itself (free_tasks option): keep what it saw.
     try:
-        task = LIVE_TASKS.get(context)
-        if task is not None and task._addr == addr:
+        task = LIVE_TASKS.get(addr)
+        if task is not None:
             task._snapshot()
             task._forget()
     except BaseException:
@@ -182,11 +184,14 @@ class Task:
                  "_background", "_priority", "_addr", "_serializer", "_data",
                  "_event", "_handle", "_unique", "_function", "_rc", "_known",
                  "_running", "_num", "_den", "_error", "_state", "_report", "_raised",
-                 "__weakref__")
+                 "_quiet", "__weakref__")
 
     def __init__(self, client: "Client", key: int, fn: bytes, uq: Optional[bytes],
                  workload: bytes, c_name: str, background: bool, priority: str) -> None:
-        self._client: Optional[Client] = client
+        # Weak: a Client nobody holds is collected (and closed) even while
+        # tasks it never finished are still registered.
+        self._client = weakref.ref(client)
+        self._quiet = False   # do*: the client's callbacks are not for it
         self._key, self._fn, self._uq, self._workload = key, fn, uq, workload
         self._c_name, self._background, self._priority = c_name, background, priority
         self._serializer = client._serializer
@@ -212,14 +217,14 @@ class Task:
         warning after all, so hand it over late rather than lose it."""
         data, self._report = self._report, None
         self._data, self._event = data, "warning"
-        client = self._client
+        client = None if self._quiet else self._client()
         callback = client._callbacks.get("warning") if client is not None else None
         if callback is not None:
             callback(self)
 
     def _attach(self, addr: int) -> None:
         self._addr = addr
-        LIVE_TASKS[self._key] = self
+        LIVE_TASKS[addr] = self
 
     def _finished_in_c(self) -> bool:
         return task_finished(self._addr)
@@ -242,10 +247,16 @@ class Task:
             exc = _lib.gearman_task_exception(addr)
             self._data = string_at(exc.c_str, exc.size) if exc.c_str and exc.size else None
 
+    def _unregister(self) -> None:
+        """No more events will come for this task."""
+        addr = self._addr
+        if addr and LIVE_TASKS.get(addr) is self:
+            del LIVE_TASKS[addr]
+
     def _forget(self) -> None:
-        LIVE_TASKS.pop(self._key, None)
+        self._unregister()
         self._addr = None
-        self._client = None
+        self._client = _NO_CLIENT
 
     def _detach(self) -> None:
         """Keep what the C task saw, then free it."""
@@ -259,14 +270,14 @@ class Task:
         # GC may run in any thread, even inside run_tasks: hand the C task to
         # its client, which frees it at a safe point.
         try:
-            addr, client = self._addr, self._client
+            addr, client = self._addr, self._client()
             if addr and client is not None and client._ptr is not None:
                 client._free_queue.append((_lib.gearman_task_free, addr))
         except Exception:
             pass
 
     def _read(self) -> None:
-        client = self._client
+        client = self._client()
         if client is None:
             return
         with client._lock:
@@ -429,7 +440,7 @@ class Client(Handle):
         _lib.gearman_client_free(old)
         for task in pending:
             task._reset()
-            task._client = self
+            task._client = weakref.ref(self)
             self._submit(task)
             self._tasks.add(task)
             self._unfinished.add(task)
@@ -523,7 +534,7 @@ class Client(Handle):
     def _all_finished(self) -> None:
         """run_tasks ends with SUCCESS only when every task did."""
         for task in self._unfinished:
-            LIVE_TASKS.pop(task._key, None)
+            task._unregister()
         self._unfinished.clear()
 
     def _raise_pending(self) -> None:
@@ -582,35 +593,49 @@ class Client(Handle):
             # connection to a restarted gearmand.
             attempts = len(self._servers) + 1
             task = Task(self, next(_task_keys), fn, uq, data, c_name, background, priority)
-            while True:
-                done = retry = False
-                try:
-                    self._submit(task)
-                    addr = task._addr
-                    rc = self._run(deadline, what, until=addr)
-                    done = task_finished(addr)
-                    if done and rc == SUCCESS:
-                        return self._execute_result(task, addr, background, what)
-                    if rc not in CONNECTION_CODES or attempts <= 1:
-                        raise self._fail(rc, what)
-                    retry = True
-                finally:
-                    if done:
-                        task._forget()
-                        _lib.gearman_task_free(addr)
-                    else:
-                        # Freeing an unfinished task corrupts libgearman's
-                        # counters (and an interrupt may have come before we
-                        # knew its address): drop the whole C client instead,
-                        # its next server first when trying again.
-                        self._recreate(rotate=retry)
-                        task._forget()
-                attempts -= 1
-                task._reset()
-                task._client = self
+            task._quiet = True
+            # libgearman would free the task the moment it ends, before its
+            # result is read: not for the length of this call.
+            free_tasks = self._user_options["free_tasks"]
+            if free_tasks:
+                _lib.gearman_client_remove_options(self._ptr, _lib.CLIENT_FREE_TASKS)
+            try:
+                return self._execute_task(task, deadline, what, background, attempts)
+            finally:
+                if free_tasks and self._ptr is not None:
+                    _lib.gearman_client_add_options(self._ptr, _lib.CLIENT_FREE_TASKS)
 
-    def _execute_result(self, task: Task, addr, background: bool, what: str):
-        rc = _lib.gearman_task_return(addr)
+    def _execute_task(self, task: Task, deadline: Deadline, what: str, background: bool,
+                      attempts: int):
+        while True:
+            done = retry = False
+            try:
+                self._submit(task)
+                addr = task._addr
+                rc = self._run(deadline, what, until=addr)
+                code = _lib.gearman_task_return(addr)
+                done = code not in _NOT_FINISHED
+                if done and rc == SUCCESS:
+                    return self._execute_result(task, addr, code, background, what)
+                if rc not in CONNECTION_CODES or attempts <= 1:
+                    raise self._fail(rc, what)
+                retry = True
+            finally:
+                if done:
+                    task._forget()
+                    _lib.gearman_task_free(addr)
+                else:
+                    # Freeing an unfinished task corrupts libgearman's
+                    # counters (and an interrupt may have come before we
+                    # knew its address): drop the whole C client instead,
+                    # its next server first when trying again.
+                    self._recreate(rotate=retry)
+                    task._forget()
+            attempts -= 1
+            task._reset()
+            task._client = weakref.ref(self)
+
+    def _execute_result(self, task: Task, addr, rc: int, background: bool, what: str):
         if background:
             if rc != SUCCESS:
                 raise self._fail(rc, what)
@@ -726,8 +751,6 @@ class Client(Handle):
         rc = c_int(SUCCESS)
         if by_unique:
             addr = _lib.gearman_client_add_task_status_by_unique(self._ptr, None, key, byref(rc))
-            if addr:
-                _lib.gearman_task_set_context(addr, task._key)
         else:
             addr = _lib.gearman_client_add_task_status(self._ptr, None, task._key, key, byref(rc))
         if not addr:
@@ -785,7 +808,7 @@ class Client(Handle):
                     if rc in (SUCCESS, IO_WAIT, PAUSE):
                         done = {t for t in self._unfinished if not t._addr or t._finished_in_c()}
                         for task in done:
-                            LIVE_TASKS.pop(task._key, None)
+                            task._unregister()
                         self._unfinished -= done
                         return
                 else:

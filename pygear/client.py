@@ -501,16 +501,14 @@ class Client(Handle):
     def _servers_changed(self) -> None:
         self._exceptions_enabled = False
 
-    def _enable_exceptions(self) -> None:
+    def _enable_exceptions(self, deadline: Deadline) -> None:
         """Ask the servers to forward WORK_EXCEPTION.  libgearman records the
         option only after every server acknowledged it, and then re-sends it
-        on every (re)connection; so try each server alone until one does."""
+        on every (re)connection; so when that fails, try each server alone
+        until one does."""
         if self._exceptions_enabled or not self._servers:
             return
-        ptr = self._ptr
-        self._set_c_timeout(min(self._timeout if self._timeout >= 0 else 2000, 2000))
-        if _lib.gearman_client_set_server_option(ptr, b"exceptions", 10):
-            self._exceptions_enabled = True
+        if self._request_exceptions(deadline, persist=True):
             return
         if len(self._servers) == 1 or any(t._addr for t in self._tasks):
             return  # a later call tries again
@@ -519,15 +517,30 @@ class Client(Handle):
             for server in servers:
                 self._servers = [server]
                 self._rebuild_connections(rotate=False)
-                self._set_c_timeout(min(self._timeout if self._timeout >= 0 else 2000, 2000))
-                if _lib.gearman_client_set_server_option(ptr, b"exceptions", 10):
-                    self._exceptions_enabled = True
+                if self._request_exceptions(deadline, persist=False):
                     servers.remove(server)
                     servers.insert(0, server)
                     break
         finally:
             self._servers = servers
             self._rebuild_connections(rotate=False)
+
+    def _request_exceptions(self, deadline: Deadline, persist: bool) -> bool:
+        """The option request is a blocking C call: make it one slice at a
+        time, so that Ctrl-C and the caller's deadline are kept.  Keeps
+        trying while the servers are merely slow (``persist``); gives up at
+        once when one refuses, which the job itself then deals with."""
+        ptr = self._ptr
+        while True:
+            ms = deadline.slice_ms()
+            if ms == 0:
+                raise self._timeout_error("asking the servers for exceptions")
+            self._set_c_timeout(ms)
+            if _lib.gearman_client_set_server_option(ptr, b"exceptions", 10):
+                self._exceptions_enabled = True
+                return True
+            if not persist or _lib.gearman_client_error_code(ptr) != RETURN_CODES["TIMEOUT"]:
+                return False
 
     # --- the run loop -------------------------------------------------------------
 
@@ -587,8 +600,8 @@ class Client(Handle):
         c_name = _ADD_TASK[priority, background]
         with self._lock:
             self._p()
-            self._enable_exceptions()
             deadline = Deadline(self._timeout)
+            self._enable_exceptions(deadline)
             # One try more than servers: the first may go down a stale
             # connection to a restarted gearmand.
             attempts = len(self._servers) + 1
@@ -794,8 +807,8 @@ class Client(Handle):
             self._p()
             if not self._unfinished:
                 return
-            self._enable_exceptions()
             deadline = Deadline(self._timeout)
+            self._enable_exceptions(deadline)
             attempts = len(self._servers) + 1
             while True:
                 if self._user_options["non_blocking"]:
@@ -821,7 +834,7 @@ class Client(Handle):
                 # A server went away: what finished is kept, the rest is sent
                 # again through the next server.
                 self._recreate(rotate=True)
-                self._enable_exceptions()
+                self._enable_exceptions(deadline)
 
     # --- callbacks ---------------------------------------------------------------------
 

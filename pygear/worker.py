@@ -57,13 +57,14 @@ class Job:
     """A job assigned to this worker.  Finish it with send_complete,
     send_fail or send_exception (``Worker.work`` does that for you)."""
 
-    __slots__ = ("_worker", "_ptr", "_owned", "_serializer", "_handle", "_function",
+    __slots__ = ("_worker", "_ptr", "_owned", "_cworker", "_serializer", "_handle", "_function",
                  "_unique", "_raw", "_finished", "__weakref__")
 
     def __init__(self, worker: "Worker", ptr, owned: bool) -> None:
         self._worker: Optional[Worker] = worker
         self._ptr = ptr
         self._owned = owned   # False inside work(): libgearman frees it
+        self._cworker = worker._ptr   # the C worker it belongs to (see Worker._renew)
         self._serializer = worker._serializer
         self._finished = False
         size = _lib.gearman_job_workload_size(ptr)
@@ -175,6 +176,7 @@ class Job:
         worker, self._worker = self._worker, None
         if ptr and self._owned and worker is not None and worker._ptr is not None:
             _lib.gearman_job_free(ptr)
+            worker._reap_retired()
 
     def _disown(self) -> None:
         """libgearman frees this job when the function returns."""
@@ -242,11 +244,71 @@ class Worker(Handle):
         self._functions: Dict[str, Tuple[Optional[JobFunction], int]] = {}
         self._pending: Optional[BaseException] = None
         self._key = next(_worker_keys)
+        self._namespace: Optional[bytes] = None
+        # libgearman's grab state machine after it handed out a job; see _renew.
+        self._after_job = False
+        self._open_jobs: "weakref.WeakSet[Job]" = weakref.WeakSet()   # grab_job's
+        self._retired: list = []   # replaced C workers that still own open jobs
         LIVE_WORKERS[self._key] = self
-        _lib.gearman_worker_add_options(self._ptr, _lib.WORKER_GRAB_UNIQ)
+        self._setup_c_worker(self._ptr)
+
+    def _setup_c_worker(self, ptr) -> None:
+        _lib.gearman_worker_add_options(ptr, _lib.WORKER_GRAB_UNIQ)
         # TIMEOUT_RETURN: an idle slice returns TIMEOUT instead of looping in C.
-        _lib.gearman_worker_set_timeout(self._ptr, SLICE_MS)
+        _lib.gearman_worker_set_timeout(ptr, SLICE_MS)
         self._c_timeout = SLICE_MS
+
+    def _renew(self) -> None:
+        """Swap in a fresh C worker with the same settings and functions.
+
+        In libgearman 1.1.20, a gearman_worker_grab_job that finds no job
+        right after one was handed out returns NO_JOBS with its state left on
+        GRAB_JOB_SEND and its connection pointer NULL: the next grab or work
+        on that C worker segfaults.  A C worker that still owns open jobs is
+        kept (their replies go through its connection) until they end."""
+        old = self._ptr
+        new = _lib.gearman_worker_create(None)
+        if not new:
+            raise error_for(RETURN_CODES["MEMORY_ALLOCATION_FAILURE"], "gearman_worker_create failed")
+        self._setup_c_worker(new)
+        if self._identifier:
+            _lib.gearman_worker_set_identifier(new, self._identifier, len(self._identifier))
+        if self._namespace is not None:
+            _lib.gearman_worker_set_namespace(new, self._namespace or None, len(self._namespace))
+        if self._log_cb is not None:
+            _lib.gearman_worker_set_log_fn(new, self._log_cb, None, self._log_verbose)
+        for host, port in self._servers:
+            _lib.gearman_worker_add_server(new, host.encode(), port)
+        for name, (fn, timeout) in self._functions.items():
+            _lib.gearman_worker_add_function(new, name.encode("utf-8"), timeout,
+                                             JOB_TRAMPOLINE, self._key)
+        self._ptr = new
+        self._after_job = False
+        self._buffers_widened = False
+        if any(job._cworker == old and job._ptr for job in self._open_jobs):
+            self._retired.append(old)
+        else:
+            _lib.gearman_worker_free(old)
+
+    def _reap_retired(self) -> None:
+        """Free the replaced C workers whose jobs have all ended."""
+        for old in list(self._retired):
+            if not any(job._cworker == old and job._ptr for job in self._open_jobs):
+                self._retired.remove(old)
+                _lib.gearman_worker_free(old)
+
+    def _drain_free_queue(self) -> None:
+        super()._drain_free_queue()
+        if self._retired:
+            self._reap_retired()
+
+    def _before_free(self) -> None:
+        # libgearman frees a worker's jobs with it: no Job may keep a pointer.
+        for job in list(self._open_jobs):
+            job._ptr = None
+        for old in self._retired:
+            _lib.gearman_worker_free(old)
+        self._retired = []
 
     def _send_timeout(self) -> int:
         # libgearman loops until a packet is sent; the timeout bounds each poll.
@@ -322,6 +384,7 @@ class Worker(Handle):
         data = to_bytes(namespace, "namespace", allow_empty=True)
         with self._lock:
             _lib.gearman_worker_set_namespace(self._p(), data or None, len(data))
+            self._namespace = data
 
     def namespace(self) -> Optional[str]:
         raw = _lib.gearman_worker_namespace(self._p())
@@ -347,6 +410,7 @@ class Worker(Handle):
                     exc, self._pending = self._pending, None
                     raise exc
                 if rc == SUCCESS:
+                    self._after_job = True
                     return
                 if rc == TIMEOUT or rc == NO_JOBS:
                     self._check_deadline(deadline)
@@ -376,8 +440,14 @@ class Worker(Handle):
                 self._set_c_timeout(deadline.slice_ms() or 1)
                 job = _lib.gearman_worker_grab_job(ptr, None, byref(rc))
                 if job:
-                    return Job(self, job, owned=True)
+                    self._after_job = True
+                    job = Job(self, job, owned=True)
+                    self._open_jobs.add(job)
+                    return job
                 code = rc.value
+                if code == NO_JOBS and self._after_job:
+                    self._renew()   # this C worker's next grab would segfault
+                    ptr = self._ptr
                 if code == NO_JOBS or code == TIMEOUT or code in CONNECTION_CODES:
                     # No PRE_SLEEP was sent, so gearmand will not wake us: poll,
                     # backing off to one slice.

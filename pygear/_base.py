@@ -323,20 +323,6 @@ class Handle:
     def _servers_changed(self) -> None:
         pass
 
-    def _rebuild_connections(self, rotate: bool) -> None:
-        """Drop every connection and add the servers again (first one last
-        when ``rotate``): libgearman then reconnects afresh and tries the
-        next server first.  Callers make sure no C task points at them."""
-        if rotate and len(self._servers) > 1:
-            self._servers = self._servers[1:] + self._servers[:1]
-        ptr = self._ptr
-        getattr(_lib, self._C["remove_servers"])(ptr)
-        add = getattr(_lib, self._C["add_server"])
-        for host, port in self._servers:
-            add(ptr, host.encode(), port)
-        self._c_timeout = None
-        self._buffers_widened = False
-
     # --- timeouts and waiting ----------------------------------------------------
 
     def set_timeout(self, timeout_ms: int) -> None:

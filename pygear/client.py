@@ -384,6 +384,7 @@ class Client(Handle):
         self._user_options = {name: False for name in _OPTION_BITS}
         self._exceptions_enabled = False
         self._installed: "set[str]" = set()   # lazily installed trampoline kinds
+        self._current = 0                      # index of the server the C client has
         self._rc = c_int(SUCCESS)             # out-parameter of add_task*, reused
         self._rc_ref = byref(self._rc)
         self._setup_c_client(self._ptr)
@@ -429,9 +430,10 @@ class Client(Handle):
             _lib.gearman_client_set_identifier(new, self._identifier, len(self._identifier))
         if self._log_cb is not None:
             _lib.gearman_client_set_log_fn(new, self._log_cb, None, self._log_verbose)
-        if rotate and len(self._servers) > 1:
-            self._servers = self._servers[1:] + self._servers[:1]
-        for host, port in self._servers:
+        if self._servers:
+            if rotate:
+                self._current = (self._current + 1) % len(self._servers)
+            host, port = self._servers[self._current]
             _lib.gearman_client_add_server(new, host.encode(), port)
         self._ptr = new
         self._c_timeout = None
@@ -501,29 +503,30 @@ class Client(Handle):
     def _servers_changed(self) -> None:
         self._exceptions_enabled = False
 
+    def _add_servers(self, servers) -> None:
+        """The C client is given one server at a time (the current one);
+        pygear moves to the next itself when it fails.  libgearman would
+        spread one batch of tasks over every idle connection, and tasks
+        sent to a dead server then wait forever."""
+        with self._lock:
+            ptr = self._p()
+            for host, port in servers:
+                to_bytes(host, "host")
+            first = not self._servers
+            self._servers.extend(servers)
+            if first:
+                host, port = self._servers[self._current]
+                rc = _lib.gearman_client_add_server(ptr, host.encode(), port)
+                if rc != SUCCESS:
+                    del self._servers[:]
+                    raise self._fail(rc, "adding server %s:%d" % (host, port))
+            self._servers_changed()
+
     def _enable_exceptions(self, deadline: Deadline) -> None:
-        """Ask the servers to forward WORK_EXCEPTION.  libgearman records the
-        option only after every server acknowledged it, and then re-sends it
-        on every (re)connection; so when that fails, try each server alone
-        until one does."""
-        if self._exceptions_enabled or not self._servers:
-            return
-        if self._request_exceptions(deadline, persist=True):
-            return
-        if len(self._servers) == 1 or any(t._addr for t in self._tasks):
-            return  # a later call tries again
-        servers = list(self._servers)
-        try:
-            for server in servers:
-                self._servers = [server]
-                self._rebuild_connections(rotate=False)
-                if self._request_exceptions(deadline, persist=False):
-                    servers.remove(server)
-                    servers.insert(0, server)
-                    break
-        finally:
-            self._servers = servers
-            self._rebuild_connections(rotate=False)
+        """Ask the current server to forward WORK_EXCEPTION.  libgearman
+        re-sends the option on every later (re)connection of this C client."""
+        if not self._exceptions_enabled and self._servers:
+            self._request_exceptions(deadline, persist=True)
 
     def _request_exceptions(self, deadline: Deadline, persist: bool) -> bool:
         """The option request is a blocking C call: make it one slice at a
@@ -623,6 +626,7 @@ class Client(Handle):
         while True:
             done = retry = False
             try:
+                self._enable_exceptions(deadline)
                 self._submit(task)
                 addr = task._addr
                 rc = self._run(deadline, what, until=addr)
@@ -730,8 +734,42 @@ class Client(Handle):
         with self._lock:
             self._p()
             self._servers = []
+            self._current = 0
             self._recreate(rotate=False)   # no C task may keep a freed connection
+            self._servers_changed()
 
+
+    def echo(self, data: Union[str, bytes]) -> None:
+        """Ping every server with ``data`` (each through a C client of its
+        own: this client's C side holds only the current server); raises
+        when one does not echo it."""
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        if not isinstance(payload, (bytes, bytearray)):
+            raise TypeError("echo data must be str or bytes")
+        payload = bytes(payload)
+        with self._lock:
+            self._p()
+            if not self._servers:
+                raise self._record(error_for(RETURN_CODES["NO_SERVERS"], "echo failed: no servers"))
+            # echo is one blocking C call: bound it even when no timeout is set.
+            timeout = self._timeout if self._timeout >= 0 else 10000
+            for host, port in self._servers:
+                ptr = _lib.gearman_client_create(None)
+                if not ptr:
+                    raise error_for(RETURN_CODES["MEMORY_ALLOCATION_FAILURE"], "gearman_client_create failed")
+                try:
+                    _lib.gearman_client_set_timeout(ptr, timeout)
+                    if self._identifier:
+                        _lib.gearman_client_set_identifier(ptr, self._identifier,
+                                                           len(self._identifier))
+                    _lib.gearman_client_add_server(ptr, host.encode(), port)
+                    rc = _lib.gearman_client_echo(ptr, payload or None, len(payload))
+                    if rc != SUCCESS:
+                        text = (_lib.gearman_client_error(ptr) or b"").decode("utf-8", "replace")
+                        raise self._record(error_for(rc, "echo to %s:%d failed: %s"
+                                                     % (host, port, text or _lib.strerror(rc))))
+                finally:
+                    _lib.gearman_client_free(ptr)
 
     # --- tasks -----------------------------------------------------------------------
 

@@ -1,0 +1,275 @@
+"""Helpers for the robustness tests (signals, threads, lifetimes, bad input,
+fuzzing, faults, memory): worker processes that can be SIGKILLed, child
+Python scripts whose crash shows as a negative return code, a listening
+socket that never answers, and RSS measurement.
+
+Run as a module, it is a worker process:
+
+    python -m tests.faultkit serve HOST:PORT[,HOST:PORT] NAME=FUNC ... \
+        [--serializer json|raw|failing_loads] [--lenient]
+
+It prints READY once its functions are registered with libgearman, then
+calls work() until SIGTERM/SIGKILL.  Strict by default: any exception but
+TIMEOUT from work() ends the process with status 3, so a test sees a worker
+that did not keep serving.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Dict, Iterable, Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --- job functions served by `serve` -----------------------------------------
+
+def echo(job):
+    return job.workload()
+
+
+def raw_echo(job):
+    return job.raw_workload()
+
+
+def pid(job):
+    return os.getpid()
+
+
+def sleep_mark(job):
+    """Workload {"dir": d, "sleep": s}: drop a file named after our pid in d
+    (so a test knows which worker holds the job), sleep, return our pid."""
+    spec = job.workload()
+    with open(os.path.join(spec["dir"], "%d" % os.getpid()), "w") as fh:
+        fh.write(job.handle())
+    time.sleep(float(spec["sleep"]))
+    return os.getpid()
+
+
+def decode_workload(job):
+    """Calls job.workload(), which raises with the failing_loads serializer."""
+    return {"got": job.workload()}
+
+
+def size(job):
+    return job.workload_size()
+
+
+FUNCTIONS = {"echo": echo, "raw_echo": raw_echo, "pid": pid, "sleep_mark": sleep_mark,
+             "decode_workload": decode_workload, "size": size}
+
+
+class FailingLoads:
+    """A serializer whose loads() always raises (dumps is JSON)."""
+
+    @staticmethod
+    def dumps(obj):
+        return json.dumps(obj)
+
+    @staticmethod
+    def loads(data):
+        raise ValueError("failing_loads cannot decode %d bytes" % len(data))
+
+
+class FailingDumps:
+    """A serializer whose dumps() always raises (loads is JSON)."""
+
+    @staticmethod
+    def dumps(obj):
+        raise RuntimeError("failing_dumps refuses %r" % (obj,))
+
+    @staticmethod
+    def loads(data):
+        return json.loads(data) if data else None
+
+
+def _serializer(name: str):
+    import pygear
+    return {"json": pygear.JSON, "raw": pygear.RAW,
+            "failing_loads": FailingLoads()}[name]
+
+
+def serve(argv: Sequence[str]) -> int:
+    import pygear
+    servers = argv[0]
+    serializer = "json"
+    lenient = False
+    names: Dict[str, str] = {}
+    rest = list(argv[1:])
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--serializer":
+            serializer = rest.pop(0)
+        elif arg == "--lenient":
+            lenient = True
+        else:
+            name, _, func = arg.partition("=")
+            names[name] = func
+    worker = pygear.Worker()
+    worker.add_servers(servers)
+    worker.set_serializer(_serializer(serializer))
+    for name, func in names.items():
+        worker.add_function(name, 0, FUNCTIONS[func])
+    worker.set_timeout(200)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    print("READY", flush=True)
+    while True:
+        try:
+            worker.work()
+        except pygear.TIMEOUT:
+            continue
+        except pygear.GearmanError as exc:
+            if not lenient:
+                print("work() raised %r" % (exc,), file=sys.stderr, flush=True)
+                return 3
+            time.sleep(0.05)
+
+
+# --- starting and stopping processes -------------------------------------------
+
+def child_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("GEARMAN_SERVERS", None)
+    return env
+
+
+class WorkerProc:
+    """A `serve` child process; stop() always reaps it."""
+
+    def __init__(self, servers: str, functions: Dict[str, str], serializer: str = "json",
+                 lenient: bool = False, timeout: float = 20.0) -> None:
+        args = [sys.executable, "-m", "tests.faultkit", "serve", servers]
+        args += ["%s=%s" % item for item in functions.items()]
+        args += ["--serializer", serializer] + (["--lenient"] if lenient else [])
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=child_env(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = _readline(self.proc, timeout)
+        if line.strip() != b"READY":
+            self.stop()
+            raise RuntimeError("worker process did not start: %r %r" % (line, self.stderr()))
+        self.pid = self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def stderr(self) -> str:
+        if self.proc.poll() is None:
+            return ""
+        try:
+            return self.proc.stderr.read().decode("utf-8", "replace")
+        except Exception:
+            return ""
+
+
+def _readline(proc: subprocess.Popen, timeout: float) -> bytes:
+    """One line of proc's stdout, or b"" after ``timeout`` seconds."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        if not sel.select(timeout):
+            return b""
+        return proc.stdout.readline()
+    finally:
+        sel.close()
+
+
+def wait_workers(host: str, port: int, function: str, count: int = 1,
+                 timeout: float = 20.0) -> None:
+    """Until gearmand lists at least ``count`` workers able to do ``function``."""
+    import pygear
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with pygear.Admin(host, port, timeout=2.0) as admin:
+                for row in admin.status():
+                    if row["function"] == function:
+                        last = row["available_workers"]
+                        if last >= count:
+                            return
+        except (OSError, pygear.GearmanError):
+            pass
+        time.sleep(0.02)
+    raise AssertionError("gearmand %s:%d never had %d workers for %s (last %r)"
+                         % (host, port, count, function, last))
+
+
+def run_python(code: str, args: Iterable[str] = (), timeout: float = 60.0,
+               input: Optional[bytes] = None) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (tests importable); a crash shows
+    as a negative returncode."""
+    return subprocess.run([sys.executable, "-c", code] + list(args), cwd=ROOT,
+                          env=child_env(), input=input, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=timeout)
+
+
+def last_json(stdout: bytes):
+    for line in reversed(stdout.decode("utf-8", "replace").splitlines()):
+        if line.startswith(("{", "[")):
+            return json.loads(line)
+    raise AssertionError("no JSON line in child output: %r" % stdout[-2000:])
+
+
+def describe(proc: subprocess.CompletedProcess) -> str:
+    rc = proc.returncode
+    what = ("killed by %s" % signal.Signals(-rc).name) if rc < 0 else "exit %d" % rc
+    return "child %s\n--- stdout ---\n%s\n--- stderr ---\n%s" % (
+        what, proc.stdout.decode("utf-8", "replace")[-3000:],
+        proc.stderr.decode("utf-8", "replace")[-6000:])
+
+
+class BlackHole:
+    """A TCP port that accepts connections (the kernel does, into the
+    backlog) but never reads or answers: every request waits forever."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(64)
+        self.host, self.port = self.sock.getsockname()
+
+    @property
+    def address(self) -> str:
+        return "%s:%d" % (self.host, self.port)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def dead_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["serve"]:
+        sys.exit(serve(sys.argv[2:]))
+    sys.exit("usage: python -m tests.faultkit serve HOST:PORT NAME=FUNC ...")

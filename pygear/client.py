@@ -10,13 +10,14 @@ callbacks live in _task.py.
 from __future__ import annotations
 
 import itertools
+import os
 import weakref
 from ctypes import byref, c_int
 from typing import Any, Callable, Dict, Optional, Union
 
 from . import _lib
 from ._base import (CONNECTION_CODES, IO_WAIT, PAUSE, SUCCESS, Deadline, Handle, c_names,
-                    to_bytes)
+                    parse_servers, to_bytes)
 from .errors import RETURN_CODES, error_for
 from .serializers import decode, encode
 from ._task import (TRAMPOLINES, Task, _NOT_FINISHED, _decode_report, _trampolines,
@@ -87,9 +88,15 @@ class Client(Handle):
         self._exceptions_enabled = False
         self._installed: "set[str]" = set()   # lazily installed trampoline kinds
         self._current = 0                      # index of the server the C client has
+        env_servers = os.environ.get("GEARMAN_SERVERS")
+        if env_servers:   # as libgearman does, but failed over by pygear
+            self._servers = parse_servers(env_servers)
         self._rc = c_int(SUCCESS)             # out-parameter of add_task*, reused
         self._rc_ref = byref(self._rc)
         self._setup_c_client(self._ptr)
+        if self._servers:
+            host, port = self._servers[self._current]
+            _lib.gearman_client_add_server(self._ptr, host.encode(), port)
 
     def _setup_c_client(self, ptr) -> None:
         """Everything pygear sets on a fresh C client.
@@ -100,6 +107,9 @@ class Client(Handle):
         The other kinds cost a Python call per event, so their trampolines
         are installed once a callback of that kind is set, and (as in
         libgearman) apply to tasks added after that."""
+        # libgearman adds $GEARMAN_SERVERS to every client it creates; pygear
+        # took them into its own list (see _configure) and gives C one at a time.
+        _lib.gearman_client_remove_servers(ptr)
         _lib.gearman_client_add_options(ptr, _lib.CLIENT_NON_BLOCKING)
         trampolines = _trampolines()
         for kind in _ALWAYS_KINDS | self._installed:

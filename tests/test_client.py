@@ -545,3 +545,21 @@ def test_interop_with_c_gearman_worker(gearmand):
     finally:
         proc.kill()
         proc.wait(5)
+
+
+def test_gearman_servers_environment_is_honoured_with_failover(gearmand):
+    import os
+    import subprocess
+    import sys
+    from pygear._server import free_port
+    env = dict(os.environ, GEARMAN_SERVERS="127.0.0.1:%d,%s:%d"
+               % (free_port(), gearmand.host, gearmand.port))
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import pygear\n"
+            "c = pygear.Client()\n"
+            "c.set_timeout(5000)\n"
+            "print(c.do_background('envfn', 'x')['job_handle'])\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("H:")

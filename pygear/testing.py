@@ -79,28 +79,27 @@ def gearmand() -> Iterator[GearmandServer]:
             server.process.stop()
 
 
+def _connected(cls, server: GearmandServer):
+    """A Client or Worker on ``server`` with a 10 s timeout, closed after."""
+    obj = cls()
+    obj.add_server(server.host, server.port)
+    obj.set_timeout(10000)
+    try:
+        yield obj
+    finally:
+        obj.close()
+
+
 @pytest.fixture
 def gearman_client(gearmand):
     import pygear
-    client = pygear.Client()
-    client.add_server(gearmand.host, gearmand.port)
-    client.set_timeout(10000)
-    try:
-        yield client
-    finally:
-        client.close()
+    yield from _connected(pygear.Client, gearmand)
 
 
 @pytest.fixture
 def gearman_worker(gearmand):
     import pygear
-    worker = pygear.Worker()
-    worker.add_server(gearmand.host, gearmand.port)
-    worker.set_timeout(10000)
-    try:
-        yield worker
-    finally:
-        worker.close()
+    yield from _connected(pygear.Worker, gearmand)
 
 
 def unique_name(prefix: str = "fn") -> str:

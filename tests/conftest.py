@@ -3,6 +3,8 @@ is tested by use.  When pygear is pip-installed the pytest11 entry point has
 loaded it already; from a bare checkout, load it here."""
 from importlib import metadata
 
+import pytest
+
 
 def _plugin_installed() -> bool:
     try:
@@ -15,3 +17,14 @@ def _plugin_installed() -> bool:
 
 if not _plugin_installed():
     pytest_plugins = ["pygear.testing"]
+
+
+@pytest.fixture
+def client(gearman_client):
+    """The plugin's Client, under the short name the tests use."""
+    return gearman_client
+
+
+@pytest.fixture
+def worker(gearman_worker):
+    return gearman_worker

@@ -34,21 +34,9 @@ def fns(gearmand):
 
 
 @pytest.fixture
-def client(gearmand):
-    c = pygear.Client()
-    c.add_server(gearmand.host, gearmand.port)
-    c.set_timeout(10000)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def worker(gearmand):
-    w = pygear.Worker()
-    w.add_server(gearmand.host, gearmand.port)
-    w.set_timeout(2000)
-    yield w
-    w.close()
+def worker(gearman_worker):
+    gearman_worker.set_timeout(2000)
+    return gearman_worker
 
 
 def assert_client_works(client, fns):

@@ -28,15 +28,6 @@ def fn(gearmand):
     procs.stop_all()
 
 
-@pytest.fixture
-def client(gearmand):
-    c = pygear.Client()
-    c.add_server(gearmand.host, gearmand.port)
-    c.set_timeout(20000)
-    yield c
-    c.close()
-
-
 # --- do ---------------------------------------------------------------------
 
 def test_do_returns_deserialized_result(client, fn):

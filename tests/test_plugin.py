@@ -3,7 +3,6 @@ external test files run with pytester."""
 from __future__ import annotations
 
 import os
-import sys
 from importlib import metadata
 
 import pytest

@@ -14,15 +14,6 @@ from pygear.testing import unique_name
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def worker(gearmand):
-    w = pygear.Worker()
-    w.add_server(gearmand.host, gearmand.port)
-    w.set_timeout(10000)
-    yield w
-    w.close()
-
-
 class Submit:
     """Submit a job from a background thread; .result() waits for it."""
 

@@ -33,22 +33,23 @@ MAX_IDENTIFIER = 254          # GEARMAN_MAX_IDENTIFIER
 
 
 # --- Opaque handles (constants.h) ---------------------------------------
+# Each handle kind is its own c_void_p subclass, so ctypes still refuses one
+# kind where another is declared (a worker where a client is expected), but
+# converts it in about half the time of a POINTER(Structure) instance
+# (0.15 against 0.27 us a call; every hot call takes one).
 
-class gearman_client_st(Structure):
-    pass
-
-
-class gearman_worker_st(Structure):
-    pass
-
-
-class gearman_job_st(Structure):
-    pass
+class client_p(c_void_p):
+    """gearman_client_st *"""
 
 
-client_p = POINTER(gearman_client_st)
-worker_p = POINTER(gearman_worker_st)
-job_p = POINTER(gearman_job_st)
+class worker_p(c_void_p):
+    """gearman_worker_st *"""
+
+
+class job_p(c_void_p):
+    """gearman_job_st *"""
+
+
 # Tasks travel as plain addresses: task callbacks fire once per event on the
 # hot path, and an int costs ctypes far less than a POINTER instance.
 task_p = c_void_p
@@ -104,7 +105,11 @@ task_fn = CFUNCTYPE(c_int, task_p)                          # every gearman_*_fn
 log_fn = CFUNCTYPE(None, c_char_p, c_int, c_void_p)         # gearman_log_fn
 task_context_free_fn = CFUNCTYPE(None, task_p, c_void_p)    # gearman_task_context_free_fn
 # gearman_worker_fn (v1): void *fn(job, context, size_t *result_size, gearman_return_t *ret_ptr)
-worker_fn = CFUNCTYPE(c_void_p, job_p, c_void_p, POINTER(c_size_t), POINTER(c_int))
+# Every argument travels as an address, so that ctypes builds no object per
+# job: the job's is passed on as is (job_p accepts an address), and
+# libgearman presets the two out-parameters, which the trampoline writes
+# only on failure.
+worker_fn = CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_void_p)
 
 
 # --- Prototypes ---------------------------------------------------------------

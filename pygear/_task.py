@@ -50,39 +50,45 @@ def looks_like_report(data: bytes) -> bool:
 
 
 def _make_trampoline(kind: str):
-    get = LIVE_TASKS.get
+    get, pop = LIVE_TASKS.get, LIVE_TASKS.pop
     data_of, size_of = _lib.gearman_task_data, _lib.gearman_task_data_size
     payload = kind in _PAYLOAD_EVENTS
     final = kind in _FINAL_EVENTS
+    warning = kind == "warning"
+    fail = kind == "fail"
 
     def trampoline(addr):
-        client = None
+        task = client = None
         try:
             task = get(addr)
             if task is None:
                 return SUCCESS
-            client = task._client()
             event = kind
             if payload:
                 size = size_of(addr)
                 data = string_at(data_of(addr), size) if size else b""
-                if kind == "warning" and looks_like_report(data) and task._report is None:
+                if warning and task._report is None and looks_like_report(data):
                     task._report = data   # a WORK_FAIL next means the function raised
                     return SUCCESS
                 if task._report is not None:
                     task._deliver_held_warning()
                 task._data = data
-            elif kind == "fail":
+            elif fail:
                 if task._report is not None:
                     event = "exception"
                     task._data, task._report = task._report, None
                     task._raised = True
                 else:
                     task._data = None
+            if task._quiet:   # a do* job (_DoTask): no callbacks, freed by do* itself
+                if final:
+                    pop(addr, None)
+                return SUCCESS
             if final:
                 task._workload = b""   # never sent again
             task._event = event
-            if not task._quiet and client is not None:
+            client = task._client()
+            if client is not None:
                 callback = client._callbacks.get(event)
                 if callback is not None:
                     callback(task)
@@ -91,9 +97,11 @@ def _make_trampoline(kind: str):
                     task._snapshot()   # libgearman frees the task right after
                     task._forget()
                 else:
-                    LIVE_TASKS.pop(addr, None)
+                    pop(addr, None)
             return SUCCESS
         except BaseException as exc:   # nothing may cross the C frame
+            if client is None and task is not None:
+                client = task._client()
             if client is not None and client._pending is None:
                 client._pending = exc
             return PAUSE   # a failure code: run_tasks returns, the event is kept
@@ -127,6 +135,33 @@ def _trampolines() -> Dict[str, Any]:
     return TRAMPOLINES
 
 
+class _DoTask:
+    """What the trampolines record about the one job a ``do*`` call runs:
+    its result, a held-back exception report, whether it raised.  Only
+    foreground jobs need one (no trampoline fires for a background job);
+    it is in LIVE_TASKS from submission until do* frees the C task, and
+    the client's callbacks never see it."""
+
+    __slots__ = ("_client", "_data", "_report", "_raised")
+    _quiet = True
+
+    def __init__(self, client_ref) -> None:
+        self._client = client_ref   # weak, as a Task's: for a trampoline's exception
+        self._data: Optional[bytes] = None
+        self._report: Optional[bytes] = None
+        self._raised = False
+
+    def _deliver_held_warning(self) -> None:
+        # An ordinary warning after all; do* reports only the final payload.
+        self._data, self._report = self._report, None
+
+    def _snapshot(self) -> None:
+        pass
+
+    def _forget(self) -> None:
+        self._client = _NO_CLIENT
+
+
 class Task:
     """One job submitted through ``add_task*``.  While its C task lives,
     reads go to C; once the C task is freed (client closed, task done and
@@ -136,14 +171,14 @@ class Task:
                  "_background", "_priority", "_addr", "_serializer", "_data",
                  "_event", "_handle", "_unique", "_function", "_rc", "_known",
                  "_running", "_num", "_den", "_error", "_state", "_report", "_raised",
-                 "_quiet", "__weakref__")
+                 "__weakref__")
+    _quiet = False   # the client's callbacks fire for it (see _DoTask)
 
     def __init__(self, client: "Client", key: int, fn: bytes, uq: Optional[bytes],
                  workload: bytes, c_name: str, background: bool, priority: str) -> None:
         # Weak: a Client nobody holds is collected (and closed) even while
         # tasks it never finished are still registered.
         self._client = weakref.ref(client)
-        self._quiet = False   # do*: the client's callbacks are not for it
         self._key, self._fn, self._uq, self._workload = key, fn, uq, workload
         self._c_name, self._background, self._priority = c_name, background, priority
         self._serializer = client._serializer
@@ -182,22 +217,10 @@ class Task:
         return task_finished(self._addr)
 
     def _snapshot(self) -> None:
+        """Keep everything the C task knows (it is about to go)."""
         addr = self._addr
-        text = lambda raw: raw.decode("utf-8", "replace") if raw else None  # noqa: E731
-        self._handle = text(_lib.gearman_task_job_handle(addr)) or self._handle
-        self._unique = text(_lib.gearman_task_unique(addr)) or self._unique
-        self._rc = _lib.gearman_task_return(addr)
-        self._known = bool(_lib.gearman_task_is_known(addr))
-        self._running = bool(_lib.gearman_task_is_running(addr))
-        self._num = int(_lib.gearman_task_numerator(addr))
-        self._den = int(_lib.gearman_task_denominator(addr))
-        self._error = text(_lib.gearman_task_error(addr))
-        self._state = text(_lib.gearman_task_strstate(addr)) or self._state
-        if self._raised:
-            self._rc = WORK_EXCEPTION
-        if self._rc == WORK_EXCEPTION and self._event != "exception":
-            exc = _lib.gearman_task_exception(addr)
-            self._data = string_at(exc.c_str, exc.size) if exc.c_str and exc.size else None
+        for reader in _READERS:
+            reader(self, addr)
 
     def _unregister(self) -> None:
         """No more events will come for this task."""
@@ -228,18 +251,22 @@ class Task:
         except Exception:
             pass
 
-    def _read(self) -> None:
+    def _read(self, reader) -> None:
+        """Refresh from the C task, while there is one, what an accessor
+        returns (``reader``: one of _READERS); a callback reads its task
+        at every event, so each accessor asks C only for its own fields."""
         client = self._client()
         if client is None:
             return
         with client._lock:
-            if self._addr:
-                self._snapshot()
+            addr = self._addr
+            if addr:
+                reader(self, addr)
 
     # --- public ----------------------------------------------------------------
     def result(self) -> Any:
         """The deserialized payload of the latest event, or None."""
-        self._read()
+        self._read(_read_result)
         data = self._data
         if data is None:
             return None
@@ -248,49 +275,49 @@ class Task:
         return decode(self._serializer, data)
 
     def data(self) -> bytes:
-        self._read()
+        self._read(_read_result)
         return self._data if self._data is not None else b""
 
     def data_size(self) -> int:
         return len(self.data())
 
     def job_handle(self) -> Optional[str]:
-        self._read()
+        self._read(_read_handle)
         return self._handle
 
     def unique(self) -> Optional[str]:
-        self._read()
+        self._read(_read_unique)
         return self._unique
 
     def function_name(self) -> str:
         return self._function
 
     def returncode(self) -> str:
-        self._read()
+        self._read(_read_result)
         return describe_returncode(self._rc)
 
     def is_known(self) -> bool:
-        self._read()
+        self._read(_read_status)
         return self._known
 
     def is_running(self) -> bool:
-        self._read()
+        self._read(_read_status)
         return self._running
 
     def numerator(self) -> int:
-        self._read()
+        self._read(_read_status)
         return self._num
 
     def denominator(self) -> int:
-        self._read()
+        self._read(_read_status)
         return self._den
 
     def error(self) -> Optional[str]:
-        self._read()
+        self._read(_read_error)
         return self._error
 
     def strstate(self) -> str:
-        self._read()
+        self._read(_read_state)
         return self._state
 
     def _status_dict(self) -> Dict[str, Any]:
@@ -300,6 +327,49 @@ class Task:
     def __repr__(self) -> str:
         return "<pygear.Task %s %s %s>" % (self._function, self._handle or "-",
                                            describe_returncode(self._rc))
+
+
+# What a Task reads from its live C task, by accessor (all of them: _snapshot).
+
+def _text(raw: Optional[bytes]) -> Optional[str]:
+    return raw.decode("utf-8", "replace") if raw else None
+
+
+def _read_handle(task: Task, addr: int) -> None:
+    task._handle = _text(_lib.gearman_task_job_handle(addr)) or task._handle
+
+
+def _read_unique(task: Task, addr: int) -> None:
+    task._unique = _text(_lib.gearman_task_unique(addr)) or task._unique
+
+
+def _read_result(task: Task, addr: int) -> None:
+    """The return code, and with it the payload of a WORK_EXCEPTION."""
+    rc = _lib.gearman_task_return(addr)
+    if task._raised:
+        rc = WORK_EXCEPTION
+    task._rc = rc
+    if rc == WORK_EXCEPTION and task._event != "exception":
+        exc = _lib.gearman_task_exception(addr)
+        task._data = string_at(exc.c_str, exc.size) if exc.c_str and exc.size else None
+
+
+def _read_status(task: Task, addr: int) -> None:
+    task._known = bool(_lib.gearman_task_is_known(addr))
+    task._running = bool(_lib.gearman_task_is_running(addr))
+    task._num = int(_lib.gearman_task_numerator(addr))
+    task._den = int(_lib.gearman_task_denominator(addr))
+
+
+def _read_error(task: Task, addr: int) -> None:
+    task._error = _text(_lib.gearman_task_error(addr))
+
+
+def _read_state(task: Task, addr: int) -> None:
+    task._state = _text(_lib.gearman_task_strstate(addr)) or task._state
+
+
+_READERS = (_read_handle, _read_unique, _read_status, _read_error, _read_state, _read_result)
 
 
 def snapshot_all(tasks: List[Task]) -> None:

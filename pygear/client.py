@@ -16,12 +16,12 @@ from ctypes import byref, c_int
 from typing import Any, Callable, Dict, Optional, Union
 
 from . import _lib
-from ._base import (CONNECTION_CODES, IO_WAIT, PAUSE, SUCCESS, Deadline, Handle, c_names,
-                    parse_servers, to_bytes)
+from ._base import (CONNECTION_CODES, IO_WAIT, PAUSE, SLICE_MS, SUCCESS, TIMEOUT, Deadline,
+                    Handle, c_names, parse_servers, to_bytes)
 from .errors import RETURN_CODES, error_for
 from .serializers import decode, encode
-from ._task import (TRAMPOLINES, Task, _NOT_FINISHED, _decode_report, _trampolines,
-                    snapshot_all, task_finished)
+from ._task import (LIVE_TASKS, TRAMPOLINES, Task, _DoTask, _NOT_FINISHED, _decode_report,
+                    _trampolines, snapshot_all, task_finished)
 
 WORK_EXCEPTION = RETURN_CODES["WORK_EXCEPTION"]
 WORK_FAIL = RETURN_CODES["WORK_FAIL"]
@@ -71,6 +71,18 @@ def _function_arg(function: Union[str, bytes]) -> bytes:
     return data
 
 
+_SUBMITTING: Dict[bytes, str] = {}   # do*'s error context per function name
+
+
+def _submitting(fn: bytes) -> str:
+    what = _SUBMITTING.get(fn)
+    if what is None:
+        if len(_SUBMITTING) >= 1024:
+            _SUBMITTING.clear()
+        what = _SUBMITTING[fn] = "submitting job to %r" % fn.decode("utf-8", "replace")
+    return what
+
+
 class Client(Handle):
     """A Gearman client: submit jobs, run tasks, ask for status."""
 
@@ -93,6 +105,7 @@ class Client(Handle):
             self._servers = parse_servers(env_servers)
         self._rc = c_int(SUCCESS)             # out-parameter of add_task*, reused
         self._rc_ref = byref(self._rc)
+        self._ref = weakref.ref(self)          # what a do* job's _DoTask holds
         self._setup_c_client(self._ptr)
         if self._servers:
             host, port = self._servers[self._current]
@@ -274,8 +287,8 @@ class Client(Handle):
         """Run the C tasks until all are done (or the task ``until`` is);
         returns SUCCESS or a connection failure code, raises the rest."""
         ptr = self._ptr
-        run, wait = _lib.gearman_client_run_tasks, self._wait
-        finished = task_finished
+        run, wait = _lib.gearman_client_run_tasks, _lib.gearman_client_wait
+        forever = deadline.at is None
         self._running = True
         try:
             while True:
@@ -285,17 +298,30 @@ class Client(Handle):
                 if rc == IO_WAIT:
                     # Alone, the task ends with run_tasks' SUCCESS; only
                     # beside other tasks must it be checked by hand.
-                    if until is not None and self._unfinished and finished(until):
+                    if until is not None and self._unfinished and task_finished(until):
                         return SUCCESS
-                    rc = wait(deadline, what)
-                    if rc == SUCCESS or rc == RETURN_CODES["TIMEOUT"]:
+                    # Handle._wait, inlined (the hot path): block one slice
+                    # at most, so that signal handlers run between slices.
+                    ms = SLICE_MS if forever else deadline.slice_ms()
+                    if ms == 0:
+                        raise self._timeout_error(what)
+                    if ms != self._c_timeout:
+                        self._set_c_timeout(ms)
+                    if not self._buffers_widened:   # libgearman has connected by now
+                        self._widen_buffers()
+                    rc = wait(ptr)
+                    if rc == SUCCESS:
+                        continue
+                    if rc == TIMEOUT:
+                        if not forever and deadline.slice_ms() == 0:
+                            raise self._timeout_error(what)
                         continue
                     if rc not in CONNECTION_CODES:
                         raise self._fail(rc, what)
                     return rc
                 if rc == PAUSE:
                     continue
-                if rc == SUCCESS:
+                if rc == SUCCESS and self._unfinished:
                     self._all_finished()
                 return rc
         finally:
@@ -309,49 +335,62 @@ class Client(Handle):
         Not gearman_execute: its tasks drop WORK_WARNING, which carries a
         raising function's report (see worker.Job._send_report)."""
         fn = _function_arg(function)
-        uq = _unique_arg(unique)
+        uq = None if unique is None else _unique_arg(unique)
         data = encode(self._serializer, workload, "workload")
-        what = "submitting job to %r" % fn.decode("utf-8", "replace")
-        c_name = _ADD_TASK[priority, background]
         with self._lock:
             self._p()
             deadline = Deadline(self._timeout)
-            self._enable_exceptions(deadline)
+            if not self._exceptions_enabled:
+                self._enable_exceptions(deadline)
             # One try more than servers: the first may go down a stale
             # connection to a restarted gearmand.
             attempts = len(self._servers) + 1
-            task = Task(self, next(_task_keys), fn, uq, data, c_name, background, priority)
-            task._quiet = True
+            c_name = _ADD_TASK[priority, background]
             # libgearman would free the task the moment it ends, before its
             # result is read: not for the length of this call.
-            free_tasks = self._user_options["free_tasks"]
-            if free_tasks:
-                _lib.gearman_client_remove_options(self._ptr, _lib.CLIENT_FREE_TASKS)
+            if not self._user_options["free_tasks"]:
+                return self._execute_task(c_name, fn, uq, data, deadline, background, attempts)
+            _lib.gearman_client_remove_options(self._ptr, _lib.CLIENT_FREE_TASKS)
             try:
-                return self._execute_task(task, deadline, what, background, attempts)
+                return self._execute_task(c_name, fn, uq, data, deadline, background, attempts)
             finally:
-                if free_tasks and self._ptr is not None:
+                if self._ptr is not None:
                     _lib.gearman_client_add_options(self._ptr, _lib.CLIENT_FREE_TASKS)
 
-    def _execute_task(self, task: Task, deadline: Deadline, what: str, background: bool,
-                      attempts: int):
+    def _execute_task(self, c_name: str, fn: bytes, uq: Optional[bytes], data: bytes,
+                      deadline: Deadline, background: bool, attempts: int):
+        """Submit the job and wait for it, again through the next server
+        after a connection failure.  A foreground job is recorded by the
+        trampolines in a _DoTask; a background one needs no record at all
+        (no trampoline fires for it), so its C task is all there is."""
+        what = _submitting(fn)
         while True:
             done = retry = False
+            addr = record = None
             try:
-                self._enable_exceptions(deadline)
-                self._submit(task)
-                addr = task._addr
+                if not self._exceptions_enabled:
+                    self._enable_exceptions(deadline)
+                addr = getattr(_lib, c_name)(self._ptr, None, None, fn, uq,
+                                             data or None, len(data), self._rc_ref)
+                if not addr:
+                    raise self._fail(self._rc.value, "adding a task for %r"
+                                     % fn.decode("utf-8", "replace"))
+                if not background:
+                    record = _DoTask(self._ref)
+                    LIVE_TASKS[addr] = record
                 rc = self._run(deadline, what, until=addr)
                 code = _lib.gearman_task_return(addr)
                 done = code not in _NOT_FINISHED
                 if done and rc == SUCCESS:
-                    return self._execute_result(task, addr, code, background, what)
+                    return self._execute_result(record, addr, code, background, what)
                 if rc not in CONNECTION_CODES or attempts <= 1:
                     raise self._fail(rc, what)
                 retry = True
             finally:
+                # No trampoline may find the record once the C task is gone.
+                if record is not None and LIVE_TASKS.get(addr) is record:
+                    del LIVE_TASKS[addr]
                 if done:
-                    task._forget()
                     _lib.gearman_task_free(addr)
                 else:
                     # Freeing an unfinished task corrupts libgearman's
@@ -359,12 +398,10 @@ class Client(Handle):
                     # knew its address): drop the whole C client instead,
                     # its next server first when trying again.
                     self._recreate(rotate=retry)
-                    task._forget()
             attempts -= 1
-            task._reset()
-            task._client = weakref.ref(self)
 
-    def _execute_result(self, task: Task, addr, rc: int, background: bool, what: str):
+    def _execute_result(self, record: Optional[_DoTask], addr, rc: int, background: bool,
+                        what: str):
         if background:
             if rc != SUCCESS:
                 raise self._fail(rc, what)
@@ -374,10 +411,10 @@ class Client(Handle):
                                 "%s: the server sent no job handle" % what)
             return {"result": None, "job_handle": handle.decode("utf-8", "replace")}
         if rc == SUCCESS:
-            return decode(self._serializer, task._data or b"")
-        if rc == WORK_EXCEPTION or task._raised:
+            return decode(self._serializer, record._data or b"")
+        if rc == WORK_EXCEPTION or record._raised:
             raise self._record(error_for(WORK_EXCEPTION, "%s: the worker raised an exception"
-                                         % what, _decode_report(self._serializer, task._data)))
+                                         % what, _decode_report(self._serializer, record._data)))
         if rc == WORK_FAIL:
             raise self._record(error_for(rc, "%s: the worker failed the job" % what))
         raise self._fail(rc, what)
@@ -488,7 +525,7 @@ class Client(Handle):
     def _add(self, c_name: str, function, workload, unique, background: bool,
              priority: str) -> Task:
         fn = _function_arg(function)
-        uq = _unique_arg(unique)
+        uq = None if unique is None else _unique_arg(unique)
         data = encode(self._serializer, workload, "workload")
         with self._lock:
             self._p()

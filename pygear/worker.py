@@ -69,10 +69,13 @@ class Job:
         self._finished = False
         size = _lib.gearman_job_workload_size(ptr)
         self._raw = string_at(_lib.gearman_job_workload(ptr), size) if size else b""
-        text = lambda raw: raw.decode("utf-8", "replace") if raw else None  # noqa: E731
-        self._handle = text(_lib.gearman_job_handle(ptr)) or ""
-        self._function = text(_lib.gearman_job_function_name(ptr)) or ""
-        self._unique = text(_lib.gearman_job_unique(ptr))
+        # Read now: libgearman frees the job when work()'s function returns.
+        raw = _lib.gearman_job_handle(ptr)
+        self._handle = raw.decode("utf-8", "replace") if raw else ""
+        raw = _lib.gearman_job_function_name(ptr)
+        self._function = raw.decode("utf-8", "replace") if raw else ""
+        raw = _lib.gearman_job_unique(ptr)
+        self._unique = raw.decode("utf-8", "replace") if raw else None
 
     # --- reading ----------------------------------------------------------------
     def workload(self) -> Any:
@@ -104,7 +107,14 @@ class Job:
         with worker._lock:
             if worker._ptr is None:
                 raise ERROR("the worker of job %s is closed" % self._handle)
-            worker._set_c_timeout(worker._send_timeout())
+            # libgearman retries a blocked send until it goes through (job.cc,
+            # _job_send loops on TIMEOUT): the C timeout only sets how often
+            # it polls meanwhile.  A whole slice (work()'s) is often enough;
+            # only a shorter one is raised.
+            if worker._c_timeout is None or worker._c_timeout < SLICE_MS:
+                timeout = worker._send_timeout()
+                if timeout != worker._c_timeout:
+                    worker._set_c_timeout(timeout)
             rc = c_fn(self._ptr, *args)
             if rc != SUCCESS:
                 raise error_for(rc, "job %s: %s failed: %s"
@@ -200,20 +210,29 @@ class Job:
 
 
 _worker_keys = itertools.count(1)
-LIVE_WORKERS: "weakref.WeakValueDictionary[int, Worker]" = weakref.WeakValueDictionary()
+# Each Worker's context key -> a weak reference to it.  A plain dict, read
+# on every job; the reference's callback removes the entry.
+LIVE_WORKERS: "Dict[int, weakref.ref]" = {}
+
+
+def _set_return(ret_ptr: int, code: int) -> None:
+    c_int.from_address(ret_ptr).value = code
 
 
 def _on_job(job_ptr, context, result_size, ret_ptr):
     """The v1 function of every registered name: run the Python function and
-    reply ourselves; return NULL so libgearman sends nothing more."""
+    reply ourselves; return NULL so libgearman sends nothing more.
+
+    ``result_size`` and ``ret_ptr`` arrive as addresses, preset by
+    libgearman to 0 and SUCCESS (function_v1.hpp, worker.cc), so only a
+    failure writes them."""
     worker = None
     job = None
     try:
-        result_size[0] = 0
-        ret_ptr[0] = SUCCESS
-        worker = LIVE_WORKERS.get(context)
+        ref = LIVE_WORKERS.get(context)
+        worker = ref() if ref is not None else None
         if worker is None:
-            ret_ptr[0] = RETURN_CODES["WORK_FAIL"]
+            _set_return(ret_ptr, RETURN_CODES["WORK_FAIL"])
             return 0   # NULL; PyPy's ctypes cannot convert None for a c_void_p restype
         job = Job(worker, job_ptr, owned=False)
         worker._run_job(job)
@@ -221,9 +240,9 @@ def _on_job(job_ptr, context, result_size, ret_ptr):
         if worker is not None and worker._pending is None:
             worker._pending = exc
         if isinstance(exc, GearmanError) and exc.code == LOST_CONNECTION:
-            ret_ptr[0] = LOST_CONNECTION   # libgearman reconnects; the job is retried
+            _set_return(ret_ptr, LOST_CONNECTION)   # libgearman reconnects; the job is retried
         elif job is None or not job._finished:
-            ret_ptr[0] = RETURN_CODES["WORK_FAIL"]
+            _set_return(ret_ptr, RETURN_CODES["WORK_FAIL"])
     finally:
         if job is not None:
             job._disown()
@@ -249,7 +268,8 @@ class Worker(Handle):
         self._after_job = False
         self._open_jobs: "weakref.WeakSet[Job]" = weakref.WeakSet()   # grab_job's
         self._retired: list = []   # replaced C workers that still own open jobs
-        LIVE_WORKERS[self._key] = self
+        LIVE_WORKERS[self._key] = weakref.ref(
+            self, lambda _, key=self._key, pop=LIVE_WORKERS.pop: pop(key, None))
         self._setup_c_worker(self._ptr)
 
     def _setup_c_worker(self, ptr) -> None:
@@ -400,9 +420,12 @@ class Worker(Handle):
             if not self._functions:
                 raise self._fail(NO_REGISTERED_FUNCTIONS, "work")
             deadline = Deadline(self._timeout)
+            forever = deadline.at is None
             work = _lib.gearman_worker_work
             while True:
-                self._set_c_timeout(deadline.slice_ms() or 1)
+                ms = SLICE_MS if forever else deadline.slice_ms() or 1
+                if ms != self._c_timeout:
+                    self._set_c_timeout(ms)
                 rc = work(ptr)
                 if not self._buffers_widened:   # see _base.widen_socket_buffers
                     self._widen_buffers()

@@ -178,15 +178,20 @@ def test_shared_client_close_races_with_calls(gearmand, echo_fn):
         outcomes = []
 
         def caller():
-            for i in range(30):
+            # Call until the client is closed under us (bounded: 5 s).
+            deadline = time.monotonic() + 5
+            i = 0
+            while time.monotonic() < deadline:
+                i += 1
                 try:
                     assert shared.do(echo_fn, i) == i
                     outcomes.append("ok")
                 except pygear.ERROR:
                     outcomes.append("closed")
+                    return
 
         def closer():
-            time.sleep(0.01)
+            time.sleep(0.05)
             shared.close()
 
         run_threads([caller, caller, closer])

@@ -273,3 +273,26 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
         sys.exit(serve(sys.argv[2:]))
     sys.exit("usage: python -m tests.faultkit serve HOST:PORT NAME=FUNC ...")
+
+
+def serve_echo(gearmand, prefix: str, count: int = 1, lenient: bool = False):
+    """Body of a module fixture: ``count`` worker processes serving echo
+    under a fresh name, which it yields; they stop after the module."""
+    from pygear.testing import unique_name
+    name = unique_name(prefix)
+    procs = [WorkerProc(gearmand.address, {name: "echo"}, lenient=lenient)
+             for _ in range(count)]
+    try:
+        wait_workers(gearmand.host, gearmand.port, name, count)
+        yield name
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def connected_client(gearmand, timeout: int):
+    import pygear
+    c = pygear.Client()
+    c.add_server(gearmand.host, gearmand.port)
+    c.set_timeout(timeout)
+    return c

@@ -4,9 +4,7 @@ interpreter.  The hypothesis run happens in a child process, so a segfault
 or abort shows as a negative return code instead of killing pytest."""
 import pytest
 
-from pygear.testing import unique_name
-
-from .faultkit import WorkerProc, describe, last_json, run_python, wait_workers
+from .faultkit import describe, last_json, run_python, serve_echo
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -198,13 +196,7 @@ print(json.dumps({"calls": calls[0], "unexpected": unexpected}), flush=True)
 
 @pytest.fixture(scope="module")
 def echo_fn(gearmand):
-    name = unique_name("fuzz_echo")
-    proc = WorkerProc(gearmand.address, {name: "echo"}, lenient=True)
-    try:
-        wait_workers(gearmand.host, gearmand.port, name)
-        yield name
-    finally:
-        proc.stop()
+    yield from serve_echo(gearmand, "fuzz_echo", lenient=True)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -12,27 +12,18 @@ import pytest
 import pygear
 from pygear.testing import unique_name
 
-from .faultkit import WorkerProc, describe, last_json, run_python, wait_workers
+from .faultkit import connected_client, describe, last_json, run_python, serve_echo
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
 def echo_fn(gearmand):
-    name = unique_name("life_echo")
-    proc = WorkerProc(gearmand.address, {name: "echo"})
-    try:
-        wait_workers(gearmand.host, gearmand.port, name)
-        yield name
-    finally:
-        proc.stop()
+    yield from serve_echo(gearmand, "life_echo")
 
 
 def _client(gearmand, timeout=10000):
-    c = pygear.Client()
-    c.add_server(gearmand.host, gearmand.port)
-    c.set_timeout(timeout)
-    return c
+    return connected_client(gearmand, timeout)
 
 
 def _worker(gearmand, timeout=2000):

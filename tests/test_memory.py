@@ -8,8 +8,7 @@ import pytest
 
 from pygear.testing import unique_name
 
-from .faultkit import (WorkerProc, describe, last_json, run_python,
-                       wait_workers)
+from .faultkit import describe, last_json, run_python, serve_echo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240),
               pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -91,14 +90,7 @@ def run_loop(gearmand, mode, fn, total, timeout=200):
 
 @pytest.fixture(scope="module")
 def echo_fn(gearmand):
-    name = unique_name("mem_echo")
-    procs = [WorkerProc(gearmand.address, {name: "echo"}) for _ in range(2)]
-    try:
-        wait_workers(gearmand.host, gearmand.port, name, 2)
-        yield name
-    finally:
-        for p in procs:
-            p.stop()
+    yield from serve_echo(gearmand, "mem_echo", 2)
 
 
 def test_100k_do_round_trips(gearmand, echo_fn):

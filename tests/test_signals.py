@@ -18,8 +18,7 @@ import pytest
 import pygear
 from pygear.testing import unique_name
 
-from .faultkit import (ROOT, BlackHole, WorkerProc, child_env, describe, last_json,
-                       wait_workers, _readline)
+from .faultkit import BlackHole, ROOT, _readline, child_env, describe, last_json, serve_echo
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -163,13 +162,7 @@ print(json.dumps(out), flush=True)
 
 @pytest.fixture(scope="module")
 def echo_fn(gearmand):
-    name = unique_name("sig_echo")
-    proc = WorkerProc(gearmand.address, {name: "echo"})
-    try:
-        wait_workers(gearmand.host, gearmand.port, name)
-        yield name
-    finally:
-        proc.stop()
+    yield from serve_echo(gearmand, "sig_echo")
 
 
 @pytest.fixture(scope="module")

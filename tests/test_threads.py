@@ -9,28 +9,18 @@ import pytest
 import pygear
 from pygear.testing import unique_name
 
-from .faultkit import WorkerProc, describe, last_json, run_python, wait_workers
+from .faultkit import connected_client, describe, last_json, run_python, serve_echo
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
 def echo_fn(gearmand):
-    name = unique_name("thr_echo")
-    procs = [WorkerProc(gearmand.address, {name: "echo"}) for _ in range(2)]
-    try:
-        wait_workers(gearmand.host, gearmand.port, name, 2)
-        yield name
-    finally:
-        for p in procs:
-            p.stop()
+    yield from serve_echo(gearmand, "thr_echo", 2)
 
 
 def _client(gearmand, timeout=20000):
-    c = pygear.Client()
-    c.add_server(gearmand.host, gearmand.port)
-    c.set_timeout(timeout)
-    return c
+    return connected_client(gearmand, timeout)
 
 
 def run_threads(targets, timeout=90):

@@ -35,6 +35,8 @@ _ADD_TASK = {
     ("high", True): "gearman_client_add_task_high_background",
     ("low", True): "gearman_client_add_task_low_background",
 }
+Name = Union[str, bytes]                 # function names, unique keys
+Callback = Callable[[Task], Any]
 _ALWAYS_KINDS = frozenset(("warning", "complete", "exception", "fail"))
 _OPTION_BITS = {
     "non_blocking": _lib.CLIENT_NON_BLOCKING,
@@ -419,24 +421,27 @@ class Client(Handle):
             raise self._record(error_for(rc, "%s: the worker failed the job" % what))
         raise self._fail(rc, what)
 
-    def do(self, function: Union[str, bytes], workload: Any, unique: Optional[Union[str, bytes]] = None) -> Any:
+    def do(self, function: Name, workload: Any, unique: Optional[Name] = None) -> Any:
         """Run a job at normal priority and return its deserialized result."""
         return self._execute(function, workload, unique, "normal", False)
 
-    def do_high(self, function, workload, unique=None) -> Any:
+    def do_high(self, function: Name, workload: Any, unique: Optional[Name] = None) -> Any:
         return self._execute(function, workload, unique, "high", False)
 
-    def do_low(self, function, workload, unique=None) -> Any:
+    def do_low(self, function: Name, workload: Any, unique: Optional[Name] = None) -> Any:
         return self._execute(function, workload, unique, "low", False)
 
-    def do_background(self, function, workload, unique=None) -> Dict[str, Any]:
+    def do_background(self, function: Name, workload: Any,
+                      unique: Optional[Name] = None) -> Dict[str, Any]:
         """Queue a job; returns {"result": None, "job_handle": "H:host:N"}."""
         return self._execute(function, workload, unique, "normal", True)
 
-    def do_high_background(self, function, workload, unique=None) -> Dict[str, Any]:
+    def do_high_background(self, function: Name, workload: Any,
+                           unique: Optional[Name] = None) -> Dict[str, Any]:
         return self._execute(function, workload, unique, "high", True)
 
-    def do_low_background(self, function, workload, unique=None) -> Dict[str, Any]:
+    def do_low_background(self, function: Name, workload: Any,
+                          unique: Optional[Name] = None) -> Dict[str, Any]:
         return self._execute(function, workload, unique, "low", True)
 
     # --- status and echo ------------------------------------------------------------
@@ -562,22 +567,25 @@ class Client(Handle):
         self._unfinished.add(task)
         return task
 
-    def add_task(self, function, workload, unique=None) -> Task:
+    def add_task(self, function: Name, workload: Any, unique: Optional[Name] = None) -> Task:
         return self._add(_ADD_TASK["normal", False], function, workload, unique, False, "normal")
 
-    def add_task_high(self, function, workload, unique=None) -> Task:
+    def add_task_high(self, function: Name, workload: Any, unique: Optional[Name] = None) -> Task:
         return self._add(_ADD_TASK["high", False], function, workload, unique, False, "high")
 
-    def add_task_low(self, function, workload, unique=None) -> Task:
+    def add_task_low(self, function: Name, workload: Any, unique: Optional[Name] = None) -> Task:
         return self._add(_ADD_TASK["low", False], function, workload, unique, False, "low")
 
-    def add_task_background(self, function, workload, unique=None) -> Task:
+    def add_task_background(self, function: Name, workload: Any,
+                            unique: Optional[Name] = None) -> Task:
         return self._add(_ADD_TASK["normal", True], function, workload, unique, True, "normal")
 
-    def add_task_high_background(self, function, workload, unique=None) -> Task:
+    def add_task_high_background(self, function: Name, workload: Any,
+                                 unique: Optional[Name] = None) -> Task:
         return self._add(_ADD_TASK["high", True], function, workload, unique, True, "high")
 
-    def add_task_low_background(self, function, workload, unique=None) -> Task:
+    def add_task_low_background(self, function: Name, workload: Any,
+                                unique: Optional[Name] = None) -> Task:
         return self._add(_ADD_TASK["low", True], function, workload, unique, True, "low")
 
     def add_task_status(self, job_handle: Union[str, bytes]) -> Task:
@@ -638,14 +646,14 @@ class Client(Handle):
                 getattr(_lib, "gearman_client_set_%s_fn" % kind)(self._ptr, _trampolines()[kind])
                 self._installed.add(kind)
 
-    def set_workload_fn(self, fn): self._set_callback("workload", fn)
-    def set_created_fn(self, fn): self._set_callback("created", fn)
-    def set_data_fn(self, fn): self._set_callback("data", fn)
-    def set_warning_fn(self, fn): self._set_callback("warning", fn)
-    def set_status_fn(self, fn): self._set_callback("status", fn)
-    def set_complete_fn(self, fn): self._set_callback("complete", fn)
-    def set_exception_fn(self, fn): self._set_callback("exception", fn)
-    def set_fail_fn(self, fn): self._set_callback("fail", fn)
+    def set_workload_fn(self, fn: Optional[Callback]) -> None: self._set_callback("workload", fn)
+    def set_created_fn(self, fn: Optional[Callback]) -> None: self._set_callback("created", fn)
+    def set_data_fn(self, fn: Optional[Callback]) -> None: self._set_callback("data", fn)
+    def set_warning_fn(self, fn: Optional[Callback]) -> None: self._set_callback("warning", fn)
+    def set_status_fn(self, fn: Optional[Callback]) -> None: self._set_callback("status", fn)
+    def set_complete_fn(self, fn: Optional[Callback]) -> None: self._set_callback("complete", fn)
+    def set_exception_fn(self, fn: Optional[Callback]) -> None: self._set_callback("exception", fn)
+    def set_fail_fn(self, fn: Optional[Callback]) -> None: self._set_callback("fail", fn)
 
     def clear_fn(self) -> None:
         """Forget every callback."""

@@ -44,19 +44,6 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
             time.sleep(0.02)
 
 
-def parse_address(address: str, default_port: int = 4730) -> "tuple[str, int]":
-    """``host:port``, ``[v6]:port`` or ``host`` -> (host, port)."""
-    address = address.strip()
-    if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        port = rest.lstrip(":")
-        return host, int(port) if port else default_port
-    if address.count(":") == 1:
-        host, port = address.split(":")
-        return host, int(port)
-    return address, default_port
-
-
 class GearmandProcess:
     """A gearmand we started; ``stop()`` kills it and removes its temp dir."""
 

@@ -25,7 +25,8 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-from ._server import GearmandProcess, find_gearmand, parse_address, wait_for_port
+from ._base import parse_servers
+from ._server import GearmandProcess, find_gearmand, wait_for_port
 
 ENV_SERVER = "GEARMAN_SERVER"
 
@@ -56,7 +57,7 @@ def start_gearmand() -> GearmandServer:
     """The GEARMAN_SERVER, or a fresh private gearmand; skips when neither."""
     named = os.environ.get(ENV_SERVER)
     if named:
-        host, port = parse_address(named)
+        (host, port), = parse_servers(named)
         try:
             wait_for_port(host, port, timeout=10.0)
         except TimeoutError as exc:
@@ -100,6 +101,18 @@ def gearman_client(gearmand):
 def gearman_worker(gearmand):
     import pygear
     yield from _connected(pygear.Worker, gearmand)
+
+
+def entry_point_installed() -> bool:
+    """Whether pygear's pytest11 entry point is installed, so pytest loads
+    this plugin by itself (naming it again would register it twice)."""
+    try:
+        from importlib import metadata
+        eps = metadata.entry_points()
+        group = eps.select(group="pytest11") if hasattr(eps, "select") else eps.get("pytest11", [])
+        return any(ep.value.startswith("pygear.testing") for ep in group)
+    except Exception:
+        return False
 
 
 def unique_name(prefix: str = "fn") -> str:

@@ -1,21 +1,11 @@
 """pygear's own suite uses its pytest plugin (pygear.testing), so the plugin
 is tested by use.  When pygear is pip-installed the pytest11 entry point has
 loaded it already; from a bare checkout, load it here."""
-from importlib import metadata
-
 import pytest
 
+from pygear.testing import entry_point_installed
 
-def _plugin_installed() -> bool:
-    try:
-        eps = metadata.entry_points()
-        group = eps.select(group="pytest11") if hasattr(eps, "select") else eps.get("pytest11", [])
-        return any(ep.value.startswith("pygear.testing") for ep in group)
-    except Exception:
-        return False
-
-
-if not _plugin_installed():
+if not entry_point_installed():
     pytest_plugins = ["pygear.testing"]
 
 

@@ -3,7 +3,6 @@ external test files run with pytester."""
 from __future__ import annotations
 
 import os
-from importlib import metadata
 
 import pytest
 
@@ -15,18 +14,9 @@ pytestmark = pytest.mark.timeout(120)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _entry_point_installed() -> bool:
-    try:
-        eps = metadata.entry_points()
-        group = eps.select(group="pytest11") if hasattr(eps, "select") else eps.get("pytest11", [])
-        return any(ep.value.startswith("pygear.testing") for ep in group)
-    except Exception:
-        return False
-
-
 # Installed, the pytest11 entry point loads the plugin by itself (loading it
 # again with -p would register it twice); from a checkout, name it.
-PLUGIN_ARGS = [] if _entry_point_installed() else ["-p", "pygear.testing"]
+PLUGIN_ARGS = [] if pygear.testing.entry_point_installed() else ["-p", "pygear.testing"]
 
 THREE_LINES = """
 def test_gearmand_answers(gearmand):

@@ -61,7 +61,7 @@ BACKGROUND_FN = "bench_background"   # no worker: the jobs stay queued
 @dataclass
 class Contender:
     label: str
-    argv_for: object            # (scenario, count) -> argv
+    argv_for: object            # (scenario, count, gearmand port) -> argv
     results: Dict[str, List[float]] = field(default_factory=dict)
 
 
@@ -156,6 +156,20 @@ def run_timed(argv: List[str], timeout: float) -> float:
     return float(proc.stdout.strip().splitlines()[-1])
 
 
+def run_contender(c: Contender, s: Scenario, count: int, timeout: float, port: int) -> float:
+    """One timed run.  A background run gets a gearmand of its own: the jobs
+    stay queued, and gearmand's fixed-size hash tables (991 buckets) make
+    every later submission slower as the queue grows, which would favour
+    whichever contender ran first."""
+    if s.mode != "background":
+        return run_timed(c.argv_for(s, count, port), timeout)
+    server = GearmandProcess().start()
+    try:
+        return run_timed(c.argv_for(s, count, server.port), timeout)
+    finally:
+        server.stop()
+
+
 def run_suite(args) -> int:
     pythons = args.python or [sys.executable] + ([p] if (p := shutil.which("pypy3")) else [])
     cdir = build_c()
@@ -193,10 +207,10 @@ def run_suite(args) -> int:
         peer_fn = "echo_c" if cdir else worker_fns[labels[pythons[0]]]
         # The client every worker scenario uses: C's, else pygear's.
         if cdir:
-            def batch_client(s, n, fn):
+            def batch_client(s, n, fn, port=port):
                 return [os.path.join(cdir, "client"), s.mode, fn, str(s.size), str(n), host, str(port)]
         else:
-            def batch_client(s, n, fn):
+            def batch_client(s, n, fn, port=port):
                 return [pythons[0], "-m", "bench.peers", "client", "pygear", "raw", s.mode, fn,
                         str(s.size), str(n), host, str(port)]
 
@@ -210,31 +224,31 @@ def run_suite(args) -> int:
             contenders: List[Contender] = []
             if s.kind == "client":
                 if cdir:
-                    contenders.append(Contender("C (libgearman)", lambda s, n: [
+                    contenders.append(Contender("C (libgearman)", lambda s, n, port=port: [
                         os.path.join(cdir, "client"), s.mode, client_fn(s), str(s.size), str(n),
                         host, str(port)]))
                 for py in pythons:
-                    contenders.append(Contender(labels[py], lambda s, n, py=py: [
+                    contenders.append(Contender(labels[py], lambda s, n, port=port, py=py: [
                         py, "-m", "bench.peers", "client", "pygear", "raw", s.mode, client_fn(s),
                         str(s.size), str(n), host, str(port)]))
                     if s.json_row and py == pythons[0]:
-                        contenders.append(Contender(labels[py] + " JSON", lambda s, n, py=py: [
+                        contenders.append(Contender(labels[py] + " JSON", lambda s, n, port=port, py=py: [
                             py, "-m", "bench.peers", "client", "pygear", "json", s.mode,
                             client_fn(s), str(s.size), str(n), host, str(port)]))
                 if s.size >= 64 * KIB:
                     # Both ends pygear: no libgearman-sized socket buffer on
                     # either side (see widen_socket_buffers in pygear/_base.py).
                     py = pythons[0]
-                    contenders.append(Contender(labels[py] + " <-> pygear worker", lambda s, n, py=py: [
+                    contenders.append(Contender(labels[py] + " <-> pygear worker", lambda s, n, port=port, py=py: [
                         py, "-m", "bench.peers", "client", "pygear", "raw", s.mode,
                         worker_fns[labels[py]], str(s.size), str(n), host, str(port)]))
                 if gear_py:
-                    contenders.append(Contender("gear", lambda s, n: [
+                    contenders.append(Contender("gear", lambda s, n, port=port: [
                         gear_py, "-m", "bench.peers", "client", "gear", "raw", s.mode,
                         client_fn(s), str(s.size), str(n), host, str(port)]))
             else:
                 for label, fn in worker_fns.items():
-                    contenders.append(Contender(label, lambda s, n, fn=fn: batch_client(s, n, fn)))
+                    contenders.append(Contender(label, lambda s, n, port=port, fn=fn: batch_client(s, n, fn, port)))
             print("\n== %s (%d ops x %d rounds)" % (s.title, count, rounds), flush=True)
             per_round: List[Dict[str, float]] = []
             for r in range(rounds):
@@ -242,7 +256,7 @@ def run_suite(args) -> int:
                 order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
                 for c in order:
                     try:
-                        elapsed = run_timed(c.argv_for(s, count), args.timeout)
+                        elapsed = run_contender(c, s, count, args.timeout, port)
                         row[c.label] = count / elapsed
                     except (RuntimeError, subprocess.TimeoutExpired) as exc:
                         print("  %s: %s" % (c.label, str(exc).splitlines()[0][:300]), flush=True)

@@ -20,6 +20,7 @@ from ._base import (CONNECTION_CODES, IO_WAIT, PAUSE, SLICE_MS, SUCCESS, TIMEOUT
                     Handle, c_names, parse_servers, to_bytes)
 from .errors import RETURN_CODES, error_for
 from .serializers import decode, encode
+from ._unique import new_unique
 from ._task import (LIVE_TASKS, TRAMPOLINES, Task, _DoTask, _NOT_FINISHED, _decode_report,
                     _trampolines, snapshot_all, task_finished)
 
@@ -337,7 +338,7 @@ class Client(Handle):
         Not gearman_execute: its tasks drop WORK_WARNING, which carries a
         raising function's report (see worker.Job._send_report)."""
         fn = _function_arg(function)
-        uq = None if unique is None else _unique_arg(unique)
+        uq = new_unique() if unique is None else _unique_arg(unique)
         data = encode(self._serializer, workload, "workload")
         with self._lock:
             self._p()
@@ -530,7 +531,7 @@ class Client(Handle):
     def _add(self, c_name: str, function, workload, unique, background: bool,
              priority: str) -> Task:
         fn = _function_arg(function)
-        uq = None if unique is None else _unique_arg(unique)
+        uq = new_unique() if unique is None else _unique_arg(unique)
         data = encode(self._serializer, workload, "workload")
         with self._lock:
             self._p()

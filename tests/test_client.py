@@ -1,5 +1,7 @@
 """Client and Task against a real gearmand, served by pygear workers in
 spawned processes (and by the C `gearman` tool where noted)."""
+import os
+import re
 import threading
 import time
 
@@ -147,6 +149,53 @@ def test_set_serializer_checks_interface(client):
         client.set_serializer(object())
     with pytest.raises((TypeError, AttributeError)):
         client.set_serializer(type("X", (), {"loads": 1, "dumps": 2})())
+
+
+UUID_SHAPE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def test_jobs_without_unique_key_get_distinct_uuid_shaped_keys(client, fn):
+    # pygear names them itself instead of libgearman's libuuid call (see _unique.py)
+    keys = [client.do(fn["echo_unique"], "x")["unique"] for _ in range(3)]
+    task = client.add_task(fn["echo_unique"], "y")
+    client.run_tasks()
+    keys.append(task.result()["unique"])
+    assert task.unique() == keys[-1]
+    assert all(UUID_SHAPE.match(key) for key in keys), keys
+    assert len(set(keys)) == 4
+
+
+def test_background_jobs_without_unique_key_are_never_merged(client):
+    name = unique_name("bgn")
+    handles = {client.do_background(name, "same payload")["job_handle"] for _ in range(5)}
+    assert len(handles) == 5
+    with pygear.Admin(*_hostport(client)) as admin:
+        uniques = admin.show_unique_jobs()
+        queued = {row["function"]: row["total"] for row in admin.status()}
+    assert queued[name] == 5
+    assert len(set(uniques)) == len(uniques)
+
+
+def test_a_forked_child_draws_its_own_unique_keys():
+    from pygear._unique import new_unique
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child: report two keys, never return into pytest
+        try:
+            os.write(write, new_unique() + b" " + new_unique())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        child_keys = os.read(read, 200).split()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    mine = new_unique()
+    assert len(child_keys) == 2 and child_keys[0] != child_keys[1]
+    # same counter, different prefix: the child never repeats the parent's keys
+    assert child_keys[0][:24] != mine[:24]
+    assert child_keys[1][:24] == child_keys[0][:24]
 
 
 # --- background and status ---------------------------------------------------------

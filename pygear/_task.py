@@ -82,6 +82,7 @@ def _make_trampoline(kind: str):
                     task._data = None
             if task._quiet:   # a do* job (_DoTask): no callbacks, freed by do* itself
                 if final:
+                    task._event = event
                     pop(addr, None)
                 return SUCCESS
             if final:
@@ -142,7 +143,7 @@ class _DoTask:
     it is in LIVE_TASKS from submission until do* frees the C task, and
     the client's callbacks never see it."""
 
-    __slots__ = ("_client", "_data", "_report", "_raised")
+    __slots__ = ("_client", "_data", "_report", "_raised", "_event")
     _quiet = True
 
     def __init__(self, client_ref) -> None:
@@ -150,6 +151,7 @@ class _DoTask:
         self._data: Optional[bytes] = None
         self._report: Optional[bytes] = None
         self._raised = False
+        self._event: Optional[str] = None   # the final event, once it came
 
     def _deliver_held_warning(self) -> None:
         # An ordinary warning after all; do* reports only the final payload.

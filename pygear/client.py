@@ -19,7 +19,7 @@ from . import _lib
 from ._base import (CONNECTION_CODES, IO_WAIT, PAUSE, SLICE_MS, SUCCESS, TIMEOUT, Deadline,
                     Handle, c_names, parse_servers, to_bytes)
 from .errors import RETURN_CODES, error_for
-from .serializers import decode, encode
+from .serializers import RAW, decode, encode
 from ._unique import new_unique
 from ._task import (LIVE_TASKS, TRAMPOLINES, Task, _DoTask, _NOT_FINISHED, _decode_report,
                     _trampolines, snapshot_all, task_finished)
@@ -46,6 +46,10 @@ _OPTION_BITS = {
     "generate_unique": _lib.CLIENT_GENERATE_UNIQUE,
 }
 _task_keys = itertools.count(1)
+_NAME_TYPES = (str, bytes)
+_RETRY = object()   # _settle: the job must be sent again
+
+
 def _unique_arg(unique: Optional[Union[str, bytes]]) -> Optional[bytes]:
     if unique is None:
         return None
@@ -337,10 +341,22 @@ class Client(Handle):
 
         Not gearman_execute: its tasks drop WORK_WARNING, which carries a
         raising function's report (see worker.Job._send_report)."""
-        fn = _function_arg(function)
+        fn = _FUNCTION_NAMES.get(function) if type(function) in _NAME_TYPES else None
+        if fn is None:
+            fn = _function_arg(function)
         uq = new_unique() if unique is None else _unique_arg(unique)
-        data = encode(self._serializer, workload, "workload")
+        serializer = self._serializer
+        if serializer is RAW and type(workload) is bytes:
+            data = workload
+        else:
+            data = encode(serializer, workload, "workload")
         with self._lock:
+            # The usual case, kept lean: every Python step between two
+            # round trips is on the critical path (see BENCHMARKS.md).
+            if (self._exceptions_enabled and self._buffers_widened and not self._unfinished
+                    and not self._running and not self._free_queue and self._ptr is not None
+                    and not self._user_options["free_tasks"]):
+                return self._execute_alone(priority, fn, uq, data, background)
             self._p()
             deadline = Deadline(self._timeout)
             if not self._exceptions_enabled:
@@ -348,33 +364,96 @@ class Client(Handle):
             # One try more than servers: the first may go down a stale
             # connection to a restarted gearmand.
             attempts = len(self._servers) + 1
-            c_name = _ADD_TASK[priority, background]
             # libgearman would free the task the moment it ends, before its
             # result is read: not for the length of this call.
             if not self._user_options["free_tasks"]:
-                return self._execute_task(c_name, fn, uq, data, deadline, background, attempts)
+                return self._execute_task(priority, fn, uq, data, deadline, background, attempts)
             _lib.gearman_client_remove_options(self._ptr, _lib.CLIENT_FREE_TASKS)
             try:
-                return self._execute_task(c_name, fn, uq, data, deadline, background, attempts)
+                return self._execute_task(priority, fn, uq, data, deadline, background, attempts)
             finally:
                 if self._ptr is not None:
                     _lib.gearman_client_add_options(self._ptr, _lib.CLIENT_FREE_TASKS)
 
-    def _execute_task(self, c_name: str, fn: bytes, uq: Optional[bytes], data: bytes,
+    def _execute_alone(self, priority: str, fn: bytes, uq: Optional[bytes], data: bytes,
+                       background: bool):
+        """_execute_task's first try, for the usual case only: connected,
+        exceptions enabled, no other task in the C client.  Any other
+        outcome than plain success goes on the general way (_settle), with
+        the same retries."""
+        ptr = self._ptr
+        deadline = None if self._timeout < 0 else Deadline(self._timeout)
+        addr = record = None
+        try:
+            addr = getattr(_lib, _ADD_TASK[priority, background])(
+                ptr, None, None, fn, uq, data or None, len(data), self._rc_ref)
+            if not addr:
+                raise self._fail(self._rc.value, "adding a task for %r"
+                                 % fn.decode("utf-8", "replace"))
+            if not background:
+                record = _DoTask(self._ref)
+                LIVE_TASKS[addr] = record
+            run = _lib.gearman_client_run_tasks
+            self._running = True
+            try:
+                # Client._run for one task, inlined.
+                rc = run(ptr)
+                while self._pending is None:
+                    if rc == IO_WAIT:
+                        ms = SLICE_MS if deadline is None else deadline.slice_ms()
+                        if ms != self._c_timeout:
+                            if ms == 0:
+                                raise self._timeout_error(_submitting(fn))
+                            self._set_c_timeout(ms)
+                        waited = _lib.gearman_client_wait(ptr)   # one slice at most
+                        if waited == TIMEOUT:
+                            if deadline is not None and deadline.slice_ms() == 0:
+                                raise self._timeout_error(_submitting(fn))
+                        elif waited != SUCCESS:
+                            if waited not in CONNECTION_CODES:
+                                raise self._fail(waited, _submitting(fn))
+                            rc = waited
+                            break
+                    elif rc != PAUSE:
+                        break
+                    rc = run(ptr)
+            finally:
+                self._running = False
+            if self._pending is not None:
+                self._raise_pending()
+        except BaseException:
+            self._abandon(addr, record)
+            raise
+        if rc == SUCCESS:
+            if background:
+                handle = _lib.gearman_task_job_handle(addr)
+                if handle:
+                    _lib.gearman_task_free(addr)
+                    return {"result": None, "job_handle": handle.decode("utf-8", "replace")}
+            elif record._event == "complete":   # the trampoline took it out of LIVE_TASKS
+                _lib.gearman_task_free(addr)
+                return decode(self._serializer, record._data or b"")
+        attempts = len(self._servers) + 1
+        result = self._settle(addr, record, rc, background, _submitting(fn), attempts)
+        if result is _RETRY:
+            return self._execute_task(priority, fn, uq, data, deadline or Deadline(-1),
+                                      background, attempts - 1)
+        return result
+
+    def _execute_task(self, priority: str, fn: bytes, uq: Optional[bytes], data: bytes,
                       deadline: Deadline, background: bool, attempts: int):
         """Submit the job and wait for it, again through the next server
         after a connection failure.  A foreground job is recorded by the
         trampolines in a _DoTask; a background one needs no record at all
         (no trampoline fires for it), so its C task is all there is."""
         what = _submitting(fn)
+        add = getattr(_lib, _ADD_TASK[priority, background])
         while True:
-            done = retry = False
             addr = record = None
             try:
                 if not self._exceptions_enabled:
                     self._enable_exceptions(deadline)
-                addr = getattr(_lib, c_name)(self._ptr, None, None, fn, uq,
-                                             data or None, len(data), self._rc_ref)
+                addr = add(self._ptr, None, None, fn, uq, data or None, len(data), self._rc_ref)
                 if not addr:
                     raise self._fail(self._rc.value, "adding a task for %r"
                                      % fn.decode("utf-8", "replace"))
@@ -382,26 +461,46 @@ class Client(Handle):
                     record = _DoTask(self._ref)
                     LIVE_TASKS[addr] = record
                 rc = self._run(deadline, what, until=addr)
-                code = _lib.gearman_task_return(addr)
-                done = code not in _NOT_FINISHED
-                if done and rc == SUCCESS:
-                    return self._execute_result(record, addr, code, background, what)
-                if rc not in CONNECTION_CODES or attempts <= 1:
-                    raise self._fail(rc, what)
-                retry = True
-            finally:
-                # No trampoline may find the record once the C task is gone.
-                if record is not None and LIVE_TASKS.get(addr) is record:
-                    del LIVE_TASKS[addr]
-                if done:
-                    _lib.gearman_task_free(addr)
-                else:
-                    # Freeing an unfinished task corrupts libgearman's
-                    # counters (and an interrupt may have come before we
-                    # knew its address): drop the whole C client instead,
-                    # its next server first when trying again.
-                    self._recreate(rotate=retry)
+            except BaseException:
+                self._abandon(addr, record)
+                raise
+            result = self._settle(addr, record, rc, background, what, attempts)
+            if result is not _RETRY:
+                return result
             attempts -= 1
+
+    def _settle(self, addr, record: Optional[_DoTask], rc: int, background: bool, what: str,
+                attempts: int):
+        """After the run: the job's result, or an exception, or _RETRY: the
+        C client was swapped for the next server's and the job must go again."""
+        done = retry = False
+        try:
+            code = _lib.gearman_task_return(addr)
+            done = code not in _NOT_FINISHED
+            if done and rc == SUCCESS:
+                return self._execute_result(record, addr, code, background, what)
+            if rc not in CONNECTION_CODES or attempts <= 1:
+                raise self._fail(rc, what)
+            retry = True
+            return _RETRY
+        finally:
+            # No trampoline may find the record once the C task is gone.
+            if record is not None and LIVE_TASKS.get(addr) is record:
+                del LIVE_TASKS[addr]
+            if done:
+                _lib.gearman_task_free(addr)
+            else:
+                # Freeing an unfinished task corrupts libgearman's counters:
+                # drop the whole C client instead, its next server first when
+                # trying again.
+                self._recreate(rotate=retry)
+
+    def _abandon(self, addr, record: Optional[_DoTask]) -> None:
+        """An exception (Ctrl-C, a failed add) left the job unfinished, or
+        unknown: an interrupt may come before we knew its address."""
+        if record is not None and LIVE_TASKS.get(addr) is record:
+            del LIVE_TASKS[addr]
+        self._recreate(rotate=False)
 
     def _execute_result(self, record: Optional[_DoTask], addr, rc: int, background: bool,
                         what: str):

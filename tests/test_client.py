@@ -198,6 +198,25 @@ def test_a_forked_child_draws_its_own_unique_keys():
     assert child_keys[1][:24] == child_keys[0][:24]
 
 
+def test_later_jobs_take_the_lean_path_and_keep_every_outcome(client, fn, monkeypatch):
+    """After the first job (which connects and asks for exceptions) do* skip
+    the general retry loop; results, failures and exceptions are unchanged."""
+    client.do(fn["echo"], "warm")
+    general = []
+    original = pygear.Client._execute_task
+    monkeypatch.setattr(pygear.Client, "_execute_task",
+                        lambda self, *a: general.append(a) or original(self, *a))
+    assert client.do(fn["reverse"], "abc") == "cba"
+    assert client.do_background(unique_name("lean"), "x")["job_handle"].startswith("H:")
+    with pytest.raises(pygear.WORK_FAIL):
+        client.do(fn["fail"], "x")
+    with pytest.raises(pygear.WORK_EXCEPTION) as info:
+        client.do(fn["boom"], "x")
+    assert info.value.payload["type"] == "ValueError"
+    assert client.do(fn["echo"], {"after": 1}) == {"after": 1}
+    assert general == []
+
+
 # --- background and status ---------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["do_background", "do_high_background",

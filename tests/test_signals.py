@@ -78,6 +78,17 @@ if mode == "do":
             time.sleep(0.05)
     out["live_jobs"] = live
 
+elif mode == "do_warm":
+    # After one job the client takes the lean path (Client._execute_alone).
+    out["warm"] = client.do(echo_fn, "warm")
+    ready()
+    interrupted(lambda: client.do(idle_fn, "never served"))
+    out["after"] = client.do(echo_fn, "after")
+    client.set_timeout(300)
+    out["timeout_after"] = expect_timeout(lambda: client.do(idle_fn, "never served"))
+    client.set_timeout(10000)
+    out["again"] = client.do(echo_fn, "again")
+
 elif mode == "do_background":
     hhost, hport = hole.split(":")
     client.remove_servers()
@@ -206,6 +217,15 @@ def test_sigint_in_do(gearmand, echo_fn, hole):
     assert report["after"] == "after"
     # "an interrupted do() drops its job cleanly"
     assert report["live_jobs"] == [], report
+
+
+def test_sigint_in_do_after_a_first_job(gearmand, echo_fn, hole):
+    report, delay = interrupt_child(gearmand, echo_fn, hole, "do_warm")
+    assert 0 <= delay < MAX_DELAY, delay
+    assert report["warm"] == "warm" and report["after"] == "after"
+    assert isinstance(report["timeout_after"], float), report
+    assert 0.25 <= report["timeout_after"] <= 0.45, report
+    assert report["again"] == "again"
 
 
 def test_sigint_in_do_background(gearmand, echo_fn, hole):

@@ -193,6 +193,17 @@ class Job:
         self._ptr = None
         self._worker = None
 
+    def __repr__(self) -> str:
+        return "<pygear.Job %s %s%s>" % (self._function, self._handle,
+                                         " finished" if self._finished else "")
+
+
+class _GrabbedJob(Job):
+    """A job from grab_job(): pygear owns its C side.  (A work() job needs
+    no finalizer, libgearman frees it: one Python call less per job.)"""
+
+    __slots__ = ()
+
     def __del__(self) -> None:
         # An unfinished job dropped by Python: free its C side at the worker's
         # next safe point.  gearmand gives the job to another worker when this
@@ -203,10 +214,6 @@ class Job:
                 worker._free_queue.append((_lib.gearman_job_free, ptr))
         except Exception:
             pass
-
-    def __repr__(self) -> str:
-        return "<pygear.Job %s %s%s>" % (self._function, self._handle,
-                                         " finished" if self._finished else "")
 
 
 _worker_keys = itertools.count(1)
@@ -464,7 +471,7 @@ class Worker(Handle):
                 job = _lib.gearman_worker_grab_job(ptr, None, byref(rc))
                 if job:
                     self._after_job = True
-                    job = Job(self, job, owned=True)
+                    job = _GrabbedJob(self, job, owned=True)
                     self._open_jobs.add(job)
                     return job
                 code = rc.value
@@ -491,14 +498,29 @@ class Worker(Handle):
             if not job._finished:
                 job._send_report(exception_report(exc))
             return
-        if not job._finished:
+        if job._finished:
+            return
+        serializer = self._serializer
+        if serializer is RAW and type(result) is bytes:
+            data = result
+        else:
             try:
-                data = encode(self._serializer, result, "result")
+                data = encode(serializer, result, "result")
             except TypeError as exc:   # the result could not be serialized
                 job._send_report(exception_report(exc))
                 return
+        c_timeout = self._c_timeout
+        if c_timeout is None or c_timeout < SLICE_MS or self._ptr is None:
             job._send(_lib.gearman_job_send_complete, "send_complete", data or None, len(data))
             job._finish()
+            return
+        # Job._send, inlined for the usual case: work() holds the lock and
+        # the C timeout is already a whole slice.
+        rc = _lib.gearman_job_send_complete(job._ptr, data or None, len(data))
+        if rc != SUCCESS:
+            raise error_for(rc, "job %s: send_complete failed: %s"
+                            % (job._handle, self._error_text(rc)))
+        job._finished = True
 
     def wait(self) -> None:
         with self._lock:

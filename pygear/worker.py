@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import platform
+import sys
 import time
 import traceback
 import weakref
@@ -58,7 +60,7 @@ class Job:
     send_fail or send_exception (``Worker.work`` does that for you)."""
 
     __slots__ = ("_worker", "_ptr", "_owned", "_cworker", "_serializer", "_handle", "_function",
-                 "_unique", "_raw", "_finished", "__weakref__")
+                 "_unique", "_ids_read", "_raw", "_finished", "__weakref__")
 
     def __init__(self, worker: "Worker", ptr, owned: bool) -> None:
         self._worker: Optional[Worker] = worker
@@ -69,12 +71,19 @@ class Job:
         self._finished = False
         size = _lib.gearman_job_workload_size(ptr)
         self._raw = string_at(_lib.gearman_job_workload(ptr), size) if size else b""
-        # Read now: libgearman frees the job when work()'s function returns.
-        raw = _lib.gearman_job_handle(ptr)
+        # Handle, function name and unique key: read on first use, or before
+        # libgearman frees a work() job that may outlive it (see _on_job).
+        self._ids_read = False
+        if owned:
+            self._read_ids()
+
+    def _read_ids(self) -> None:
+        ptr, self._ids_read = self._ptr, True
+        raw = _lib.gearman_job_handle(ptr) if ptr else None
         self._handle = raw.decode("utf-8", "replace") if raw else ""
-        raw = _lib.gearman_job_function_name(ptr)
+        raw = _lib.gearman_job_function_name(ptr) if ptr else None
         self._function = raw.decode("utf-8", "replace") if raw else ""
-        raw = _lib.gearman_job_unique(ptr)
+        raw = _lib.gearman_job_unique(ptr) if ptr else None
         self._unique = raw.decode("utf-8", "replace") if raw else None
 
     # --- reading ----------------------------------------------------------------
@@ -88,12 +97,18 @@ class Job:
         return len(self._raw)
 
     def handle(self) -> str:
+        if not self._ids_read:
+            self._read_ids()
         return self._handle
 
     def function_name(self) -> str:
+        if not self._ids_read:
+            self._read_ids()
         return self._function
 
     def unique(self) -> Optional[str]:
+        if not self._ids_read:
+            self._read_ids()
         return self._unique
 
     def is_finished(self) -> bool:
@@ -103,10 +118,10 @@ class Job:
     def _send(self, c_fn, what: str, *args) -> None:
         worker = self._worker
         if self._finished or worker is None or self._ptr is None:
-            raise ERROR("job %s is already finished; cannot %s" % (self._handle, what))
+            raise ERROR("job %s is already finished; cannot %s" % (self.handle(), what))
         with worker._lock:
             if worker._ptr is None:
-                raise ERROR("the worker of job %s is closed" % self._handle)
+                raise ERROR("the worker of job %s is closed" % self.handle())
             # libgearman retries a blocked send until it goes through (job.cc,
             # _job_send loops on TIMEOUT): the C timeout only sets how often
             # it polls meanwhile.  A whole slice (work()'s) is often enough;
@@ -118,7 +133,7 @@ class Job:
             rc = c_fn(self._ptr, *args)
             if rc != SUCCESS:
                 raise error_for(rc, "job %s: %s failed: %s"
-                                % (self._handle, what, worker._error_text(rc)))
+                                % (self.handle(), what, worker._error_text(rc)))
 
     def _send_payload(self, c_fn, what: str, obj: Any) -> None:
         data = encode(self._serializer, obj, what)
@@ -188,13 +203,15 @@ class Job:
             _lib.gearman_job_free(ptr)
             worker._reap_retired()
 
-    def _disown(self) -> None:
+    def _disown(self, may_outlive: bool = True) -> None:
         """libgearman frees this job when the function returns."""
+        if may_outlive and not self._ids_read:
+            self._read_ids()
         self._ptr = None
         self._worker = None
 
     def __repr__(self) -> str:
-        return "<pygear.Job %s %s%s>" % (self._function, self._handle,
+        return "<pygear.Job %s %s%s>" % (self.function_name(), self.handle(),
                                          " finished" if self._finished else "")
 
 
@@ -216,10 +233,30 @@ class _GrabbedJob(Job):
             pass
 
 
-_worker_keys = itertools.count(1)
-# Each Worker's context key -> a weak reference to it.  A plain dict, read
-# on every job; the reference's callback removes the entry.
-LIVE_WORKERS: "Dict[int, weakref.ref]" = {}
+_context_keys = itertools.count(1)
+# The context key C passes with each job -> (a weak reference to the Worker,
+# the function's registered name).  One key per registration, so a job is
+# dispatched without asking C for its function name (which carries the
+# namespace).  A plain dict, read on every job; entries go with their
+# registration or, through the reference's callback, with the Worker.
+JOB_CONTEXTS: "Dict[int, Tuple[weakref.ref, str]]" = {}
+
+
+def _refs_of_a_local() -> int:
+    """sys.getrefcount of an object held by one local variable only."""
+    obj = object()
+    return sys.getrefcount(obj)
+
+
+# CPython: a work() job nothing else references when its function returns
+# cannot be read later, so its identity need not be copied out of C.
+_LOCAL_ONLY = _refs_of_a_local() if platform.python_implementation() == "CPython" else None
+
+
+def _forget(contexts: Dict[str, int]) -> None:
+    for context in contexts.values():
+        JOB_CONTEXTS.pop(context, None)
+    contexts.clear()
 
 
 def _set_return(ret_ptr: int, code: int) -> None:
@@ -236,13 +273,13 @@ def _on_job(job_ptr, context, result_size, ret_ptr):
     worker = None
     job = None
     try:
-        ref = LIVE_WORKERS.get(context)
-        worker = ref() if ref is not None else None
+        entry = JOB_CONTEXTS.get(context)
+        worker = entry[0]() if entry is not None else None
         if worker is None:
             _set_return(ret_ptr, RETURN_CODES["WORK_FAIL"])
             return 0   # NULL; PyPy's ctypes cannot convert None for a c_void_p restype
         job = Job(worker, job_ptr, owned=False)
-        worker._run_job(job)
+        worker._run_job(job, entry[1])
     except BaseException as exc:   # nothing may cross the C frame
         if worker is not None and worker._pending is None:
             worker._pending = exc
@@ -252,7 +289,7 @@ def _on_job(job_ptr, context, result_size, ret_ptr):
             _set_return(ret_ptr, RETURN_CODES["WORK_FAIL"])
     finally:
         if job is not None:
-            job._disown()
+            job._disown(_LOCAL_ONLY is None or sys.getrefcount(job) > _LOCAL_ONLY)
     return 0   # NULL: we replied ourselves (0, not None: PyPy needs an int)
 
 
@@ -269,14 +306,13 @@ class Worker(Handle):
     def _configure(self) -> None:
         self._functions: Dict[str, Tuple[Optional[JobFunction], int]] = {}
         self._pending: Optional[BaseException] = None
-        self._key = next(_worker_keys)
+        self._contexts: Dict[str, int] = {}   # registered name -> its JOB_CONTEXTS key
         self._namespace: Optional[bytes] = None
         # libgearman's grab state machine after it handed out a job; see _renew.
         self._after_job = False
         self._open_jobs: "weakref.WeakSet[Job]" = weakref.WeakSet()   # grab_job's
         self._retired: list = []   # replaced C workers that still own open jobs
-        LIVE_WORKERS[self._key] = weakref.ref(
-            self, lambda _, key=self._key, pop=LIVE_WORKERS.pop: pop(key, None))
+        self._wref = weakref.ref(self, lambda _, contexts=self._contexts: _forget(contexts))
         self._setup_c_worker(self._ptr)
 
     def _setup_c_worker(self, ptr) -> None:
@@ -308,7 +344,7 @@ class Worker(Handle):
             _lib.gearman_worker_add_server(new, host.encode(), port)
         for name, (fn, timeout) in self._functions.items():
             _lib.gearman_worker_add_function(new, name.encode("utf-8"), timeout,
-                                             JOB_TRAMPOLINE, self._key)
+                                             JOB_TRAMPOLINE, self._contexts[name])
         self._ptr = new
         self._after_job = False
         self._buffers_widened = False
@@ -378,9 +414,14 @@ class Worker(Handle):
             if key in self._functions:
                 _lib.gearman_worker_unregister(ptr, data)
                 del self._functions[key]
-            rc = _lib.gearman_worker_add_function(ptr, data, timeout, JOB_TRAMPOLINE, self._key)
+                JOB_CONTEXTS.pop(self._contexts.pop(key), None)
+            context = next(_context_keys)
+            JOB_CONTEXTS[context] = (self._wref, key)
+            rc = _lib.gearman_worker_add_function(ptr, data, timeout, JOB_TRAMPOLINE, context)
             if rc != SUCCESS:
+                del JOB_CONTEXTS[context]
                 raise self._fail(rc, "registering %r" % key)
+            self._contexts[key] = context
             self._functions[key] = (fn, timeout)
 
     def unregister(self, name: Union[str, bytes]) -> None:
@@ -389,7 +430,9 @@ class Worker(Handle):
             rc = _lib.gearman_worker_unregister(self._p(), data)
             if rc != SUCCESS:
                 raise self._fail(rc, "unregistering %r" % data.decode("utf-8", "replace"))
-            self._functions.pop(data.decode("utf-8", "replace"), None)
+            key = data.decode("utf-8", "replace")
+            self._functions.pop(key, None)
+            JOB_CONTEXTS.pop(self._contexts.pop(key, None), None)
 
     def unregister_all(self) -> None:
         with self._lock:
@@ -400,6 +443,7 @@ class Worker(Handle):
             if rc != SUCCESS:
                 raise self._fail(rc, "unregistering all functions")
             self._functions.clear()
+            _forget(self._contexts)
 
     def function_exists(self, name: Union[str, bytes]) -> bool:
         data = _function_arg(name)
@@ -486,8 +530,8 @@ class Worker(Handle):
                     continue
                 raise self._fail(code, "grabbing a job")
 
-    def _run_job(self, job: Job) -> None:
-        entry = self._functions.get(job._function)
+    def _run_job(self, job: Job, name: str) -> None:
+        entry = self._functions.get(name)
         fn = entry[0] if entry else None
         if fn is None:
             job.send_fail()   # registered for grab_job only; never leave it hanging
@@ -519,7 +563,7 @@ class Worker(Handle):
         rc = _lib.gearman_job_send_complete(job._ptr, data or None, len(data))
         if rc != SUCCESS:
             raise error_for(rc, "job %s: send_complete failed: %s"
-                            % (job._handle, self._error_text(rc)))
+                            % (job.handle(), self._error_text(rc)))
         job._finished = True
 
     def wait(self) -> None:

@@ -316,6 +316,39 @@ def test_namespace(worker, gearmand):
             worker.work()
         functions = [f for w in admin.workers() for f in w["functions"]]
     assert "ns1" + name in functions
+    # jobs to the namespaced name run the function registered without it
+    sub = Submit(gearmand, "ns1" + name, "x")
+    worker.set_timeout(10000)
+    worker.work()
+    assert sub.result() == "from ns"
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_job_identity_read_inside_or_after_the_function(worker, gearmand, kept):
+    """A work() job's handle, function name and unique key are read lazily;
+    a job the function keeps still answers after libgearman freed it."""
+    name = unique_name("ident")
+    jobs, seen = [], []
+
+    def fn(job):
+        if kept:
+            jobs.append(job)
+        else:
+            seen.append((job.handle(), job.function_name(), job.unique()))
+        return job.workload()
+
+    worker.add_function(name, 0, fn)
+    sub = Submit(gearmand, name, "payload", unique="ident-key")
+    worker.set_timeout(10000)
+    worker.work()
+    assert sub.result() == "payload"
+    if kept:
+        job = jobs[0]
+        seen.append((job.handle(), job.function_name(), job.unique()))
+        assert job.is_finished() and job.raw_workload() == b'"payload"'
+        assert "ident-key" in repr(job) or job.handle() in repr(job)
+    handle, function, unique = seen[0]
+    assert handle.startswith("H:") and function == name and unique == "ident-key"
 
 
 def test_echo_and_errors(worker):

@@ -99,6 +99,8 @@ def _make_trampoline(kind: str):
                     task._forget()
                 else:
                     pop(addr, None)
+                if client is not None and client._deferred:
+                    client._done_in_c.append(task)   # its C side can go (Client._refill)
             return SUCCESS
         except BaseException as exc:   # nothing may cross the C frame
             if client is None and task is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import weakref
+from collections import deque
 from ctypes import byref, c_int
 from typing import Any, Callable, Dict, Optional, Union
 
@@ -46,6 +47,12 @@ _OPTION_BITS = {
     "generate_unique": _lib.CLIENT_GENERATE_UNIQUE,
 }
 _task_keys = itertools.count(1)
+# How many add_task tasks a C client holds at once.  libgearman 1.1.20
+# matches every packet to its task by walking the client's whole task list,
+# so one batch of N tasks costs O(N^2) (20,000 tasks: 4.2 s in C alone).
+# Beyond this many, tasks wait in Python, and run_tasks frees the C side of
+# each finished one (its Task keeps what it saw) to make room for the next.
+_C_TASK_WINDOW = 1000
 _NAME_TYPES = (str, bytes)
 _RETRY = object()   # _settle: the job must be sent again
 
@@ -103,6 +110,8 @@ class Client(Handle):
         # Unfinished tasks are held here, so that one added and dropped at
         # once (as the seed's examples do) still runs and fires callbacks.
         self._unfinished: "set[Task]" = set()
+        self._deferred: "deque[Task]" = deque()   # not yet in C (see _C_TASK_WINDOW)
+        self._done_in_c: "list[Task]" = []         # ended while tasks were deferred
         self._user_options = {name: False for name in _OPTION_BITS}
         self._exceptions_enabled = False
         self._installed: "set[str]" = set()   # lazily installed trampoline kinds
@@ -148,6 +157,8 @@ class Client(Handle):
                 task._snapshot()
                 task._forget()
         self._unfinished.clear()
+        self._deferred.clear()
+        self._done_in_c.clear()
         old = self._ptr
         new = _lib.gearman_client_create(None)
         if not new:
@@ -175,7 +186,7 @@ class Client(Handle):
         for task in pending:
             task._reset()
             task._client = weakref.ref(self)
-            self._submit(task)
+            self._enqueue(task)
             self._tasks.add(task)
             self._unfinished.add(task)
 
@@ -185,6 +196,8 @@ class Client(Handle):
         """Every Task keeps what it saw; no Task keeps a C pointer past here."""
         snapshot_all(list(self._tasks))
         self._unfinished.clear()
+        self._deferred.clear()
+        self._done_in_c.clear()
 
     def clone(self) -> "Client":
         """A new Client with the same servers, options, timeout and serializer."""
@@ -299,6 +312,8 @@ class Client(Handle):
         self._running = True
         try:
             while True:
+                if self._deferred:
+                    self._refill()
                 rc = run(ptr)
                 if self._pending is not None:
                     self._raise_pending()
@@ -307,6 +322,8 @@ class Client(Handle):
                     # beside other tasks must it be checked by hand.
                     if until is not None and self._unfinished and task_finished(until):
                         return SUCCESS
+                    if self._done_in_c and self._deferred:
+                        continue   # room for deferred tasks: send them first
                     # Handle._wait, inlined (the hot path): block one slice
                     # at most, so that signal handlers run between slices.
                     ms = SLICE_MS if forever else deadline.slice_ms()
@@ -329,10 +346,54 @@ class Client(Handle):
                 if rc == PAUSE:
                     continue
                 if rc == SUCCESS and self._unfinished:
+                    if self._deferred:
+                        self._c_tasks_finished()
+                        if until is None:
+                            continue
+                        return rc
                     self._all_finished()
                 return rc
         finally:
             self._running = False
+
+    def _enqueue(self, task: Task) -> None:
+        """Create the C task now, or queue it while the C client holds a
+        full window of tasks (see _C_TASK_WINDOW)."""
+        if self._deferred or len(self._unfinished) - len(self._deferred) >= _C_TASK_WINDOW:
+            self._deferred.append(task)
+        else:
+            self._submit(task)
+
+    def _refill(self) -> None:
+        """Free the C side of the tasks that ended (each Task keeps what it
+        saw), then create deferred tasks in their place."""
+        done, self._done_in_c = self._done_in_c, []
+        for task in done:
+            addr = task._addr
+            if addr:
+                if not task_finished(addr):
+                    self._done_in_c.append(task)
+                    continue
+                task._snapshot()
+                task._addr = None
+                _lib.gearman_task_free(addr)
+            self._unfinished.discard(task)
+        room = _C_TASK_WINDOW - (len(self._unfinished) - len(self._deferred))
+        while room > 0 and self._deferred:
+            task = self._deferred.popleft()
+            try:
+                self._submit(task)
+            except BaseException:
+                self._deferred.appendleft(task)
+                raise
+            room -= 1
+
+    def _c_tasks_finished(self) -> None:
+        """run_tasks said SUCCESS: every task in C ended; the deferred wait."""
+        waiting = set(self._deferred)
+        for task in self._unfinished - waiting:
+            task._unregister()
+        self._unfinished &= waiting
 
     # --- do ----------------------------------------------------------------------------
 
@@ -635,7 +696,7 @@ class Client(Handle):
         with self._lock:
             self._p()
             task = Task(self, next(_task_keys), fn, uq, data, c_name, background, priority)
-            self._submit(task)
+            self._enqueue(task)
             self._tasks.add(task)
             self._unfinished.add(task)
             return task
@@ -709,12 +770,16 @@ class Client(Handle):
                 if self._user_options["non_blocking"]:
                     self._running = True
                     try:
+                        if self._deferred:
+                            self._refill()
                         rc = _lib.gearman_client_run_tasks(self._ptr)
                     finally:
                         self._running = False
                     self._raise_pending()
                     if rc in (SUCCESS, IO_WAIT, PAUSE):
-                        done = {t for t in self._unfinished if not t._addr or t._finished_in_c()}
+                        waiting = set(self._deferred)
+                        done = {t for t in self._unfinished - waiting
+                                if not t._addr or t._finished_in_c()}
                         for task in done:
                             task._unregister()
                         self._unfinished -= done

@@ -622,3 +622,43 @@ def test_gearman_servers_environment_is_honoured_with_failover(gearmand):
                          text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("H:")
+
+
+# --- batches beyond the C task window (Client._enqueue / _refill) ----------------
+
+@pytest.fixture
+def small_window(monkeypatch):
+    monkeypatch.setattr(pygear.client, "_C_TASK_WINDOW", 4)
+
+
+def test_batch_beyond_the_task_window_runs_every_task_once(client, fn, small_window):
+    completed, failed = [], []
+    client.set_complete_fn(lambda t: completed.append(t.result()))
+    client.set_fail_fn(lambda t: failed.append(t.function_name()))
+    tasks = [client.add_task(fn["echo"], i) for i in range(30)]
+    doomed = [client.add_task(fn["fail"], "x") for _ in range(3)]
+    background = [client.add_task_background(unique_name("bgw"), i) for i in range(5)]
+    # only a window's worth exists in libgearman before run_tasks
+    assert sum(1 for t in tasks + doomed + background if t.strstate() != "new") <= 4
+    client.run_tasks()
+    assert sorted(completed) == list(range(30))
+    assert failed == [fn["fail"]] * 3
+    # finished tasks whose C side was freed still answer from what they saw
+    assert [t.result() for t in tasks] == list(range(30))
+    assert {t.returncode() for t in tasks} == {"SUCCESS"}
+    assert {t.returncode() for t in doomed} == {"WORK_FAIL"}
+    handles = [t.job_handle() for t in tasks + doomed + background]
+    assert all(h and h.startswith("H:") for h in handles)
+    assert len(set(handles)) == len(handles)
+    assert client.do(fn["echo"], "after") == "after"
+
+
+def test_batch_beyond_the_window_in_non_blocking_mode(client, fn, small_window):
+    client.set_options(non_blocking=True)
+    tasks = [client.add_task(fn["reverse"], "ab%d" % i) for i in range(12)]
+    deadline = time.monotonic() + 20
+    while any(t.returncode() != "SUCCESS" for t in tasks):
+        assert time.monotonic() < deadline
+        client.wait()
+        client.run_tasks()
+    assert [t.result() for t in tasks] == [("ab%d" % i)[::-1] for i in range(12)]

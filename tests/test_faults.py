@@ -84,9 +84,12 @@ def test_worker_and_client_survive_gearmand_restart(servers, workers):
     assert w.alive(), w.stderr()
 
 
-def test_task_client_survives_gearmand_restart(servers, workers):
+@pytest.mark.parametrize("window", [1000, 2])
+def test_task_client_survives_gearmand_restart(servers, workers, monkeypatch, window):
     """A client that used the task API (libgearman's own stays stuck after
-    a restart) gets its next run_tasks through."""
+    a restart) gets its next run_tasks through; also when most of the batch
+    waits in Python (a window of 2 tasks in C)."""
+    monkeypatch.setattr(pygear.client, "_C_TASK_WINDOW", window)
     g = servers()
     fn = unique_name("restart_t")
     workers(g.address, {fn: "echo"})

@@ -56,6 +56,7 @@ SCENARIOS = [
     Scenario("worker_1m", "worker", "tasks", MIB, 10, 4, "worker: C client's batch, 1 MiB"),
 ]
 BACKGROUND_FN = "bench_background"   # no worker: the jobs stay queued
+FLOOR = "libgearman's own call via ctypes"
 
 
 @dataclass
@@ -235,6 +236,11 @@ def run_suite(args) -> int:
                         contenders.append(Contender(labels[py] + " JSON", lambda s, n, port=port, py=py: [
                             py, "-m", "bench.peers", "client", "pygear", "json", s.mode,
                             client_fn(s), str(s.size), str(n), host, str(port)]))
+                if s.mode in ("do", "background") and s.size < KIB:
+                    # No library at all: the floor for any ctypes binding.
+                    contenders.append(Contender(FLOOR, lambda s, n, port=port: [
+                        pythons[0], "-m", "bench.peers", "client", "floor", "raw", s.mode,
+                        client_fn(s), str(s.size), str(n), host, str(port)]))
                 if s.size >= 64 * KIB:
                     # Both ends pygear: no libgearman-sized socket buffer on
                     # either side (see widen_socket_buffers in pygear/_base.py).

@@ -3,8 +3,9 @@
     python -m bench.peers client LIB SERIALIZER MODE FUNCTION SIZE COUNT HOST PORT
     python -m bench.peers worker LIB SERIALIZER FUNCTION HOST PORT
 
-LIB is ``pygear`` or ``gear``; SERIALIZER is ``raw`` or ``json`` (pygear
-only).  MODE is ``do``, ``tasks`` or ``background``, as for the C client
+LIB is ``pygear``, ``gear`` or (client only) ``floor``: libgearman's own
+blocking calls through ctypes, no library; SERIALIZER is ``raw`` or
+``json`` (pygear only).  MODE is ``do``, ``tasks`` or ``background``, as for the C client
 (``bench/c/client.c``): the client connects first (an echo), then times
 COUNT operations and prints the elapsed seconds.  The worker serves
 FUNCTION as an echo until it is killed.
@@ -86,6 +87,26 @@ def pygear_worker(serializer, fn, host, port) -> None:
             work()
         except pygear.TIMEOUT:
             pass
+
+
+# ---------------------------------------------------------------- the floor
+
+
+def floor_client(serializer, mode, fn, size, count, host, port) -> float:
+    """No pygear: one ctypes call per job into libgearman's own blocking
+    gearman_client_do / do_background, from this Python process.  What a
+    Python process costs around the same C calls, with no library logic."""
+    import ctypes
+    from bench.inprocess import c_client
+    if mode not in ("do", "background"):
+        raise SystemExit("the floor client runs do and background only")
+    do, background = c_client(port, host.encode(), make_payload(size, "raw"))
+    run, name = (do if mode == "do" else background), fn.encode()
+    run(name)   # connected before the clock, as the C client's echo does
+    start = time.perf_counter()
+    for _ in range(count):
+        run(name)
+    return time.perf_counter() - start
 
 
 # ---------------------------------------------------------------- gear
@@ -176,7 +197,7 @@ def main(argv) -> int:
     role, lib, serializer = argv[0], argv[1], argv[2]
     if role == "client":
         mode, fn, size, count, host, port = argv[3:9]
-        run = pygear_client if lib == "pygear" else gear_client
+        run = {"pygear": pygear_client, "gear": gear_client, "floor": floor_client}[lib]
         elapsed = run(serializer, mode, fn, int(size), int(count), host, int(port))
         print("%.6f" % elapsed, flush=True)
         return 0

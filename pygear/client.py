@@ -446,14 +446,8 @@ class Client(Handle):
         deadline = None if self._timeout < 0 else Deadline(self._timeout)
         addr = record = None
         try:
-            addr = getattr(_lib, _ADD_TASK[priority, background])(
-                ptr, None, None, fn, uq, data or None, len(data), self._rc_ref)
-            if not addr:
-                raise self._fail(self._rc.value, "adding a task for %r"
-                                 % fn.decode("utf-8", "replace"))
-            if not background:
-                record = _DoTask(self._ref)
-                LIVE_TASKS[addr] = record
+            addr, record = self._add_do_task(getattr(_lib, _ADD_TASK[priority, background]),
+                                             fn, uq, data, background)
             run = _lib.gearman_client_run_tasks
             self._running = True
             try:
@@ -504,9 +498,7 @@ class Client(Handle):
     def _execute_task(self, priority: str, fn: bytes, uq: Optional[bytes], data: bytes,
                       deadline: Deadline, background: bool, attempts: int):
         """Submit the job and wait for it, again through the next server
-        after a connection failure.  A foreground job is recorded by the
-        trampolines in a _DoTask; a background one needs no record at all
-        (no trampoline fires for it), so its C task is all there is."""
+        after a connection failure."""
         what = _submitting(fn)
         add = getattr(_lib, _ADD_TASK[priority, background])
         while True:
@@ -514,13 +506,7 @@ class Client(Handle):
             try:
                 if not self._exceptions_enabled:
                     self._enable_exceptions(deadline)
-                addr = add(self._ptr, None, None, fn, uq, data or None, len(data), self._rc_ref)
-                if not addr:
-                    raise self._fail(self._rc.value, "adding a task for %r"
-                                     % fn.decode("utf-8", "replace"))
-                if not background:
-                    record = _DoTask(self._ref)
-                    LIVE_TASKS[addr] = record
+                addr, record = self._add_do_task(add, fn, uq, data, background)
                 rc = self._run(deadline, what, until=addr)
             except BaseException:
                 self._abandon(addr, record)
@@ -529,6 +515,18 @@ class Client(Handle):
             if result is not _RETRY:
                 return result
             attempts -= 1
+
+    def _add_do_task(self, add, fn: bytes, uq: Optional[bytes], data: bytes, background: bool):
+        """Create a do* job's C task: (address, its _DoTask or None).  A
+        foreground job is recorded for the trampolines; a background one
+        needs no record (no trampoline fires for it)."""
+        addr = add(self._ptr, None, None, fn, uq, data or None, len(data), self._rc_ref)
+        if not addr:
+            raise self._fail(self._rc.value, "adding a task for %r" % fn.decode("utf-8", "replace"))
+        if background:
+            return addr, None
+        record = LIVE_TASKS[addr] = _DoTask(self._ref)
+        return addr, record
 
     def _settle(self, addr, record: Optional[_DoTask], rc: int, background: bool, what: str,
                 attempts: int):

@@ -159,8 +159,8 @@ def run_timed(argv: List[str], timeout: float) -> float:
 
 def run_contender(c: Contender, s: Scenario, count: int, timeout: float, port: int) -> float:
     """One timed run.  A background run gets a gearmand of its own: the jobs
-    stay queued, and gearmand's fixed-size hash tables (991 buckets) make
-    every later submission slower as the queue grows, which would favour
+    stay queued, and each submission gets slower as gearmand's queue grows
+    (its job hash tables have 991 buckets by default), which would favour
     whichever contender ran first."""
     if s.mode != "background":
         return run_timed(c.argv_for(s, count, port), timeout)

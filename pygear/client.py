@@ -292,12 +292,6 @@ class Client(Handle):
 
     # --- the run loop -------------------------------------------------------------
 
-    def _all_finished(self) -> None:
-        """run_tasks ends with SUCCESS only when every task did."""
-        for task in self._unfinished:
-            task._unregister()
-        self._unfinished.clear()
-
     def _raise_pending(self) -> None:
         exc, self._pending = self._pending, None
         if exc is not None:
@@ -346,12 +340,9 @@ class Client(Handle):
                 if rc == PAUSE:
                     continue
                 if rc == SUCCESS and self._unfinished:
-                    if self._deferred:
-                        self._c_tasks_finished()
-                        if until is None:
-                            continue
-                        return rc
-                    self._all_finished()
+                    self._c_tasks_finished()
+                    if self._deferred and until is None:
+                        continue
                 return rc
         finally:
             self._running = False
@@ -389,7 +380,8 @@ class Client(Handle):
             room -= 1
 
     def _c_tasks_finished(self) -> None:
-        """run_tasks said SUCCESS: every task in C ended; the deferred wait."""
+        """run_tasks ends with SUCCESS only when every task in C did; the
+        deferred ones (see _enqueue) are still to come."""
         waiting = set(self._deferred)
         for task in self._unfinished - waiting:
             task._unregister()

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
-from . import cli
+from . import _common as cli
 
 # How often (ms) an idle worker looks at its stop flag.
 POLL_MS = 200
@@ -38,7 +38,7 @@ def add_parser(sub, common: Callable) -> None:
     p.add_argument("functions", nargs="+", metavar="FUNCTION")
     p.add_argument("--call", metavar="MODULE:CALLABLE",
                    help="serve with this Python callable (called with the job)")
-    p.add_argument("-c", "--concurrency", type=cli._positive_int, default=1, metavar="N",
+    p.add_argument("-c", "--concurrency", type=cli.positive_int, default=1, metavar="N",
                    help="run N worker processes (default 1)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log every job to standard error")
@@ -170,9 +170,9 @@ def _call_function(config: Dict[str, Any], say: Callable[[str], None]) -> Callab
 
 def serve(config: Dict[str, Any], supervised: bool = False) -> int:
     """Run one worker until a signal asks it to stop."""
-    from .errors import TIMEOUT
-    from .serializers import JSON, RAW
-    from .worker import Worker
+    from ..errors import TIMEOUT
+    from ..serializers import JSON, RAW
+    from ..worker import Worker
 
     say = _logger(config)
     stop = _Stop(say)

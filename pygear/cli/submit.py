@@ -8,9 +8,9 @@ import threading
 import time
 from typing import Any, Callable, List, Optional, Tuple
 
-from . import cli
-from .client import Client
-from .errors import GearmanError
+from . import _common as cli
+from ..client import Client
+from ..errors import GearmanError
 
 
 def add_parser(sub, common: Callable) -> None:
@@ -36,7 +36,7 @@ def add_parser(sub, common: Callable) -> None:
                    help="print the status of a (background) job instead")
     p.add_argument("--each", metavar="FILE",
                    help="submit one job per line of FILE ('-' for standard input)")
-    p.add_argument("-j", "--jobs", type=cli._positive_int, default=1, metavar="N",
+    p.add_argument("-j", "--jobs", type=cli.positive_int, default=1, metavar="N",
                    help="with --each: run N jobs at a time (default 1)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="with --each: no progress and no summary")

@@ -5,9 +5,9 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
-from . import cli
-from .admin import Admin
-from .errors import GearmanError
+from . import _common as cli
+from ..admin import Admin
+from ..errors import GearmanError
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -42,7 +42,7 @@ def add_parser(sub, common: Callable) -> None:
         return a
 
     status = action("status", "functions with their queued, running jobs and workers")
-    status.add_argument("-w", "--watch", type=cli._positive_float, metavar="SECS",
+    status.add_argument("-w", "--watch", type=cli.positive_float, metavar="SECS",
                         help="redraw every SECS seconds until Ctrl-C")
     action("workers", "connected workers and the functions they serve")
     action("version", "the server's version")

@@ -1,9 +1,5 @@
-"""The ``pygear`` command line: submit jobs, serve functions, watch gearmand.
-
-Built on pygear's own Client, Worker and Admin.  The subcommands live in
-``_cli_submit``, ``_cli_work`` and ``_cli_admin``; this module parses the
-arguments, maps errors to exit codes and holds what they share.
-"""
+"""What the ``pygear`` subcommands share: exit codes, servers, payload
+helpers and the options every subcommand takes."""
 from __future__ import annotations
 
 import argparse
@@ -11,12 +7,10 @@ import json
 import os
 import socket
 import sys
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
-from . import __version__
-from ._base import parse_servers
-from .errors import GearmanError
-from .serializers import JSON, RAW
+from .._base import parse_servers
+from ..serializers import JSON, RAW
 
 # Exit codes (also in ``pygear --help``).
 EXIT_OK = 0
@@ -189,7 +183,7 @@ def describe_exception_report(payload: Any) -> str:
 
 # --- arguments -----------------------------------------------------------------
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -199,7 +193,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -209,85 +203,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+def common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     """--server, --timeout, --json: accepted before and after the subcommand."""
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument("-s", "--server", action="append", metavar="HOST:PORT",
                         default=default,
                         help="job server (repeatable; default $%s or %s)"
                         % (ENV_SERVERS, DEFAULT_SERVER))
-    parser.add_argument("-t", "--timeout", type=_positive_float, metavar="SECS",
+    parser.add_argument("-t", "--timeout", type=positive_float, metavar="SECS",
                         default=default,
                         help="give up after SECS (submit: per job; work: per "
                              "command run; admin: per request)")
     parser.add_argument("--json", action="store_true",
                         default=argparse.SUPPRESS if suppress else False,
                         help="JSON payloads and JSON output instead of raw bytes")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from . import _cli_admin, _cli_submit, _cli_work
-
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Submit Gearman jobs, serve functions and watch "
-        "job servers, with pygear.", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-V", "--version", action="version",
-                        version="pygear %s" % __version__)
-    _common_options(parser, suppress=False)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    for module in (_cli_submit, _cli_work, _cli_admin):
-        module.add_parser(sub, lambda p: _common_options(p, suppress=True))
-    return parser
-
-
-def _split_command(argv: List[str]) -> Tuple[List[str], Optional[List[str]]]:
-    """``work FN -- COMMAND ...``: everything after ``--`` is the command."""
-    if "--" in argv:
-        index = argv.index("--")
-        if "work" in argv[:index]:
-            return argv[:index], argv[index + 1:]
-    return argv, None
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    argv, command = _split_command(argv)
-    parser = build_parser()
-    # parse_known_args: argparse cannot take optional positionals after an
-    # option (`submit FN --background DATA`); such leftovers fill them here.
-    args, extras = parser.parse_known_args(argv)
-    for name in getattr(args, "late_positionals", ()):
-        if extras and getattr(args, name) is None and not extras[0].startswith("-"):
-            setattr(args, name, extras.pop(0))
-    if extras:
-        parser.error("unrecognized arguments: %s" % " ".join(extras))
-    args.exec_command = command
-    try:
-        return int(args.run(args) or 0)
-    except CliError as exc:
-        error(str(exc))
-        if exc.code == EXIT_USAGE:
-            parser.exit(EXIT_USAGE)
-        return exc.code
-    except GearmanError as exc:
-        error(str(exc))
-        return exit_code_for(exc)
-    except KeyboardInterrupt:
-        sys.stderr.write("\n")
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (`pygear ... | head`): nothing more to say.
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
-        return EXIT_OK
-    except OSError as exc:
-        error(str(exc))
-        return EXIT_ERROR
-
-
-if __name__ == "__main__":   # pragma: no cover
-    sys.exit(main())

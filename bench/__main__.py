@@ -243,7 +243,7 @@ def run_suite(args) -> int:
                         client_fn(s), str(s.size), str(n), host, str(port)]))
                 if s.size >= 64 * KIB:
                     # Both ends pygear: no libgearman-sized socket buffer on
-                    # either side (see widen_socket_buffers in pygear/_base.py).
+                    # either side (see pygear/_sockets.py).
                     py = pythons[0]
                     contenders.append(Contender(labels[py] + " <-> pygear worker", lambda s, n, port=port, py=py: [
                         py, "-m", "bench.peers", "client", "pygear", "raw", s.mode,

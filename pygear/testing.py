@@ -25,7 +25,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-from ._base import parse_servers
+from ._args import parse_servers
 from ._server import GearmandProcess, find_gearmand, wait_for_port
 
 ENV_SERVER = "GEARMAN_SERVER"

@@ -1,575 +1,539 @@
 """Worker and Job.
 
-``work()`` drives ``gearman_worker_work`` with the C timeout set to one
-slice, so that Python regains control (and Ctrl-C works) several times a
-second while idle.  Every registered function goes through one v1
-trampoline, which runs the Python function, sends the reply itself and
-lets no exception cross the C frame.
+A Worker is a settings record (pygear/_settings.py), one C worker per
+server (``CWorker``: one ``gearman_worker_st`` each, made on first use from
+the record), and a Gate (pygear/_gate.py) through which every call passes.
 
-``grab_job()`` cannot use libgearman's non-blocking grab: in 1.1.20 a
-non-blocking ``gearman_worker_grab_job`` that answers NO_JOBS leaves its
-state machine pointing at a NULL connection, and the next call segfaults.
-So manual mode grabs in blocking mode and naps between empty grabs.
+``work()`` drives ``gearman_worker_work``, whose one v1 function
+(``_on_job``) runs the Python function and replies itself: with one server
+in slices of the one wait loop (pygear/_wait.py), libgearman doing the
+waiting; with several, each server's C worker in turn, and one poll() over
+their sockets while all are idle, so that a server that is down, silent or
+slow never holds the others up.  ``grab_job()`` hands a job over instead
+(manual mode).  A C worker whose registrations changed is made anew
+(_workarounds.RE_REGISTER); one that lost its server is dropped and made
+anew once the server answers pygear's echo again (_workarounds.NON_GEARMAN_PEER).
 """
 from __future__ import annotations
 
 import itertools
-import json
-import platform
-import sys
+import logging
+import os
+import select
 import time
-import traceback
 import weakref
-from ctypes import byref, c_int, string_at
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from ctypes import byref, c_int
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
-from . import _lib
-from ._base import (CONNECTION_CODES, NO_JOBS, SLICE_MS, SUCCESS, TIMEOUT, Deadline, c_names,
-                    Handle, to_bytes)
-from .errors import ERROR, GearmanError, RETURN_CODES, error_for
-from .serializers import RAW, decode, encode
+from . import _args, _lib, _settings, _stuck
+from ._gate import Gate, entry, setting
+from ._job import Job, WorkloadError
+from ._link import SERVER_FAILURES
+from ._cworker import BACKOFF_MAX, CWorker, WorkerServer
+from ._probe import Probe
+from ._wait import SLICE_MS, WAITING, Deadline, drive
+from .errors import RETURN_CODES, GearmanError, error_for
+from .serializers import check_serializer
 
-JobFunction = Callable[["Job"], Any]
-NO_REGISTERED_FUNCTIONS = RETURN_CODES["NO_REGISTERED_FUNCTIONS"]
+E = TypeVar("E", bound=BaseException)
+__all__ = ["Worker", "Job", "WorkloadError"]
+
+log = logging.getLogger("pygear")
+JobFunction = Callable[[Job], Any]
+Servers = Union[str, Iterable[str]]
+
+SUCCESS = RETURN_CODES["SUCCESS"]
+TIMEOUT = RETURN_CODES["TIMEOUT"]
+NO_JOBS = RETURN_CODES["NO_JOBS"]
 LOST_CONNECTION = RETURN_CODES["LOST_CONNECTION"]
+WORK_FAIL = RETURN_CODES["WORK_FAIL"]
+_MIN_GRAB_MS = 5              # a C worker's slice when several share the wait
 
+class Worker:
+    """A Gearman worker: register functions, then ``work()`` or ``serve()``.
 
-def _function_arg(name: Union[str, bytes]) -> bytes:
-    data = to_bytes(name, "function name")
-    if len(data) >= _lib.FUNCTION_MAX_SIZE:
-        raise ValueError("function name is %d bytes; libgearman allows at most %d"
-                         % (len(data), _lib.FUNCTION_MAX_SIZE - 1))
-    return data
+    ``Worker("h1:4730,h2:4730")`` (or a list) adds servers at once.  With
+    several servers it takes jobs from all of them and keeps serving from
+    the others while one is down.
+    """
 
+    def __init__(self, servers: Optional[Servers] = None) -> None:
+        _lib.load()
+        self._pid = os.getpid()
+        self._settings = _settings.WorkerSettings()
+        self._gate = Gate("worker", self._free)
+        self._servers: List[WorkerServer] = []
+        self._pending: Optional[BaseException] = None   # raised where C called us
+        self._ref = weakref.ref(self)
+        self._turn = itertools.count()
+        self._current: Optional[Job] = None             # the job its function runs
+        self._last_error: Optional[GearmanError] = None
+        env = os.environ.get("GEARMAN_SERVERS")
+        if env:
+            self._add(_args.parse_servers(env))
+        if servers is not None:
+            self._add(_args.parse_servers(servers))
 
-def exception_report(exc: BaseException) -> Dict[str, Any]:
-    """What a client learns about an exception raised in a job function."""
-    args = []
-    for arg in exc.args:
-        try:
-            json.dumps(arg)
-            args.append(arg)
-        except (TypeError, ValueError):
-            args.append(repr(arg))
-    return {"type": type(exc).__name__, "message": str(exc), "args": args,
-            "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)}
-
-
-class Job:
-    """A job assigned to this worker.  Finish it with send_complete,
-    send_fail or send_exception (``Worker.work`` does that for you)."""
-
-    __slots__ = ("_worker", "_ptr", "_owned", "_cworker", "_serializer", "_handle", "_function",
-                 "_unique", "_ids_read", "_raw", "_finished", "__weakref__")
-
-    def __init__(self, worker: "Worker", ptr, owned: bool) -> None:
-        self._worker: Optional[Worker] = worker
-        self._ptr = ptr
-        self._owned = owned   # False inside work(): libgearman frees it
-        self._cworker = worker._ptr   # the C worker it belongs to (see Worker._renew)
-        self._serializer = worker._serializer
-        self._finished = False
-        size = _lib.gearman_job_workload_size(ptr)
-        self._raw = string_at(_lib.gearman_job_workload(ptr), size) if size else b""
-        # Handle, function name and unique key: read on first use, or before
-        # libgearman frees a work() job that may outlive it (see _on_job).
-        self._ids_read = False
-        if owned:
-            self._read_ids()
-
-    def _read_ids(self) -> None:
-        ptr, self._ids_read = self._ptr, True
-        raw = _lib.gearman_job_handle(ptr) if ptr else None
-        self._handle = raw.decode("utf-8", "replace") if raw else ""
-        raw = _lib.gearman_job_function_name(ptr) if ptr else None
-        self._function = raw.decode("utf-8", "replace") if raw else ""
-        raw = _lib.gearman_job_unique(ptr) if ptr else None
-        self._unique = raw.decode("utf-8", "replace") if raw else None
-
-    # --- reading ----------------------------------------------------------------
-    def workload(self) -> Any:
-        return decode(self._serializer, self._raw)
-
-    def raw_workload(self) -> bytes:
-        return self._raw
-
-    def workload_size(self) -> int:
-        return len(self._raw)
-
-    def handle(self) -> str:
-        if not self._ids_read:
-            self._read_ids()
-        return self._handle
-
-    def function_name(self) -> str:
-        if not self._ids_read:
-            self._read_ids()
-        return self._function
-
-    def unique(self) -> Optional[str]:
-        if not self._ids_read:
-            self._read_ids()
-        return self._unique
-
-    def is_finished(self) -> bool:
-        return self._finished
-
-    # --- sending -----------------------------------------------------------------
-    def _send(self, c_fn, what: str, *args) -> None:
-        worker = self._worker
-        if self._finished or worker is None or self._ptr is None:
-            raise ERROR("job %s is already finished; cannot %s" % (self.handle(), what))
-        with worker._lock:
-            if worker._ptr is None:
-                raise ERROR("the worker of job %s is closed" % self.handle())
-            # libgearman retries a blocked send until it goes through (job.cc,
-            # _job_send loops on TIMEOUT): the C timeout only sets how often
-            # it polls meanwhile.  A whole slice (work()'s) is often enough;
-            # only a shorter one is raised.
-            if worker._c_timeout is None or worker._c_timeout < SLICE_MS:
-                timeout = worker._send_timeout()
-                if timeout != worker._c_timeout:
-                    worker._set_c_timeout(timeout)
-            rc = c_fn(self._ptr, *args)
-            if rc != SUCCESS:
-                raise error_for(rc, "job %s: %s failed: %s"
-                                % (self.handle(), what, worker._error_text(rc)))
-
-    def _send_payload(self, c_fn, what: str, obj: Any) -> None:
-        data = encode(self._serializer, obj, what)
-        self._send(c_fn, what, data or None, len(data))
-
-    def send_data(self, obj: Any) -> None:
-        self._send_payload(_lib.gearman_job_send_data, "send_data", obj)
-
-    def send_warning(self, obj: Any) -> None:
-        self._send_payload(_lib.gearman_job_send_warning, "send_warning", obj)
-
-    def send_status(self, numerator: int, denominator: int) -> None:
-        for n in (numerator, denominator):
-            if isinstance(n, bool) or not isinstance(n, int):
-                raise TypeError("status numbers must be ints")
-            if not 0 <= n < 2 ** 32:
-                raise ValueError("status numbers must be in 0..2**32-1")
-        self._send(_lib.gearman_job_send_status, "send_status", numerator, denominator)
-
-    def send_complete(self, obj: Any) -> None:
-        self._send_payload(_lib.gearman_job_send_complete, "send_complete", obj)
-        self._finish()
-
-    def send_exception(self, obj: Any) -> None:
-        """Send WORK_EXCEPTION, which ends the job.  Beware: gearmand 1.1.20
-        mangles the WORK_FAIL it sends instead to clients that did not ask
-        for exceptions, and those wait forever (see _send_report)."""
-        data = encode(self._serializer, obj, "send_exception")
-        if not data:   # libgearman refuses an empty exception
-            raise ValueError("send_exception needs a non-empty payload")
-        self._send(_lib.gearman_job_send_exception, "send_exception", data, len(data))
-        self._finish()
-
-    def send_fail(self) -> None:
-        self._send(_lib.gearman_job_send_fail, "send_fail")
-        self._finish()
-
-    def _send_report(self, report: Dict[str, Any]) -> None:
-        """End the job of a function that raised: the report as WORK_WARNING,
-        then WORK_FAIL.
-
-        Not WORK_EXCEPTION: gearmand 1.1.20 ends the job on it, and the
-        WORK_FAIL it sends in its place to clients that did not ask for
-        exceptions carries the handle with a trailing NUL, which libgearman
-        clients do not match, so they wait forever.  Every client sees this
-        WORK_FAIL; pygear's client turns the warning before it back into
-        WORK_EXCEPTION with the report."""
-        try:
-            if self._serializer is RAW:
-                raise TypeError("RAW cannot encode a dict")
-            data = encode(self._serializer, report, "exception report")
-        except TypeError:
-            data = json.dumps(report).encode("utf-8")
-        self._send(_lib.gearman_job_send_warning, "send_warning", data, len(data))
-        self._send(_lib.gearman_job_send_fail, "send_fail")
-        self._finish()
-
-    def _finish(self) -> None:
-        self._finished = True
-        if self._owned:
-            self._free()
-
+    # --- lifetime ---------------------------------------------------------------
     def _free(self) -> None:
-        ptr, self._ptr = self._ptr, None
-        worker, self._worker = self._worker, None
-        if ptr and self._owned and worker is not None and worker._ptr is not None:
-            _lib.gearman_job_free(ptr)
-            worker._reap_retired()
+        for server in self._servers:
+            server.close()
+        self._settings.forget()
 
-    def _disown(self, may_outlive: bool = True) -> None:
-        """libgearman frees this job when the function returns."""
-        if may_outlive and not self._ids_read:
-            self._read_ids()
-        self._ptr = None
-        self._worker = None
+    def close(self) -> None:
+        """Free the C side.  From inside a job function: once it returns (its
+        reply is still sent).  From another thread: a blocked work() or
+        grab_job() raises pygear.ERROR ("closed") within one wait slice."""
+        self._gate.close()
 
-    def __repr__(self) -> str:
-        return "<pygear.Job %s %s%s>" % (self.function_name(), self.handle(),
-                                         " finished" if self._finished else "")
+    @property
+    def closed(self) -> bool:
+        return self._gate.closed
 
+    def __enter__(self) -> "Worker":
+        if self._gate.closed:
+            raise self._gate.closed_error()
+        return self
 
-class _GrabbedJob(Job):
-    """A job from grab_job(): pygear owns its C side.  (A work() job needs
-    no finalizer, libgearman frees it: one Python call less per job.)"""
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
-    __slots__ = ()
-
-    def __del__(self) -> None:
-        # An unfinished job dropped by Python: free its C side at the worker's
-        # next safe point.  gearmand gives the job to another worker when this
-        # connection closes.
+    def __del__(self, _getpid: Callable[[], int] = os.getpid) -> None:
         try:
-            ptr, worker = self._ptr, self._worker
-            if ptr and self._owned and worker is not None and worker._ptr is not None:
-                worker._free_queue.append((_lib.gearman_job_free, ptr))
+            if not self._gate.closed and self._pid == _getpid():
+                self.close()
         except Exception:
             pass
 
+    def __repr__(self) -> str:
+        state = "closed" if self._gate.closed else ",".join(
+            s.name for s in self._servers) or "no servers"
+        return "<pygear.Worker %s>" % state
 
-_context_keys = itertools.count(1)
-# The context key C passes with each job -> (a weak reference to the Worker,
-# the function's registered name).  One key per registration, so a job is
-# dispatched without asking C for its function name (which carries the
-# namespace).  A plain dict, read on every job; entries go with their
-# registration or, through the reference's callback, with the Worker.
-JOB_CONTEXTS: "Dict[int, Tuple[weakref.ref, str]]" = {}
-
-
-def _refs_of_a_local() -> int:
-    """sys.getrefcount of an object held by one local variable only."""
-    obj = object()
-    return sys.getrefcount(obj)
-
-
-# CPython: a work() job nothing else references when its function returns
-# cannot be read later, so its identity need not be copied out of C.
-_LOCAL_ONLY = _refs_of_a_local() if platform.python_implementation() == "CPython" else None
-
-
-def _forget(contexts: Dict[str, int]) -> None:
-    for context in contexts.values():
-        JOB_CONTEXTS.pop(context, None)
-    contexts.clear()
-
-
-def _set_return(ret_ptr: int, code: int) -> None:
-    c_int.from_address(ret_ptr).value = code
-
-
-def _on_job(job_ptr, context, result_size, ret_ptr):
-    """The v1 function of every registered name: run the Python function and
-    reply ourselves; return NULL so libgearman sends nothing more.
-
-    ``result_size`` and ``ret_ptr`` arrive as addresses, preset by
-    libgearman to 0 and SUCCESS (function_v1.hpp, worker.cc), so only a
-    failure writes them."""
-    worker = None
-    job = None
-    try:
-        entry = JOB_CONTEXTS.get(context)
-        worker = entry[0]() if entry is not None else None
-        if worker is None:
-            _set_return(ret_ptr, RETURN_CODES["WORK_FAIL"])
-            return 0   # NULL; PyPy's ctypes cannot convert None for a c_void_p restype
-        job = Job(worker, job_ptr, owned=False)
-        worker._run_job(job, entry[1])
-    except BaseException as exc:   # nothing may cross the C frame
-        if worker is not None and worker._pending is None:
-            worker._pending = exc
-        if isinstance(exc, GearmanError) and exc.code == LOST_CONNECTION:
-            _set_return(ret_ptr, LOST_CONNECTION)   # libgearman reconnects; the job is retried
-        elif job is None or not job._finished:
-            _set_return(ret_ptr, RETURN_CODES["WORK_FAIL"])
-    finally:
-        if job is not None:
-            job._disown(_LOCAL_ONLY is None or sys.getrefcount(job) > _LOCAL_ONLY)
-    return 0   # NULL: we replied ourselves (0, not None: PyPy needs an int)
-
-
-# Created once for the life of the process: C may call it from any worker.
-JOB_TRAMPOLINE = _lib.worker_fn(_on_job)
-
-
-class Worker(Handle):
-    """A Gearman worker: register functions, then work()."""
-
-    _kind = "worker"
-    _C = c_names("gearman_worker")
-
-    def _configure(self) -> None:
-        self._functions: Dict[str, Tuple[Optional[JobFunction], int]] = {}
-        self._pending: Optional[BaseException] = None
-        self._contexts: Dict[str, int] = {}   # registered name -> its JOB_CONTEXTS key
-        self._namespace: Optional[bytes] = None
-        # libgearman's grab state machine after it handed out a job; see _renew.
-        self._after_job = False
-        self._open_jobs: "weakref.WeakSet[Job]" = weakref.WeakSet()   # grab_job's
-        self._retired: list = []   # replaced C workers that still own open jobs
-        self._wref = weakref.ref(self, lambda _, contexts=self._contexts: _forget(contexts))
-        self._setup_c_worker(self._ptr)
-
-    def _setup_c_worker(self, ptr) -> None:
-        _lib.gearman_worker_add_options(ptr, _lib.WORKER_GRAB_UNIQ)
-        # TIMEOUT_RETURN: an idle slice returns TIMEOUT instead of looping in C.
-        _lib.gearman_worker_set_timeout(ptr, SLICE_MS)
-        self._c_timeout = SLICE_MS
-
-    def _renew(self) -> None:
-        """Swap in a fresh C worker with the same settings and functions.
-
-        In libgearman 1.1.20, a gearman_worker_grab_job that finds no job
-        right after one was handed out returns NO_JOBS with its state left on
-        GRAB_JOB_SEND and its connection pointer NULL: the next grab or work
-        on that C worker segfaults.  A C worker that still owns open jobs is
-        kept (their replies go through its connection) until they end."""
-        old = self._ptr
-        new = _lib.gearman_worker_create(None)
-        if not new:
-            raise error_for(RETURN_CODES["MEMORY_ALLOCATION_FAILURE"], "gearman_worker_create failed")
-        self._setup_c_worker(new)
-        if self._identifier:
-            _lib.gearman_worker_set_identifier(new, self._identifier, len(self._identifier))
-        if self._namespace is not None:
-            _lib.gearman_worker_set_namespace(new, self._namespace or None, len(self._namespace))
-        if self._log_cb is not None:
-            _lib.gearman_worker_set_log_fn(new, self._log_cb, None, self._log_verbose)
-        for host, port in self._servers:
-            _lib.gearman_worker_add_server(new, host.encode(), port)
-        for name, (fn, timeout) in self._functions.items():
-            _lib.gearman_worker_add_function(new, name.encode("utf-8"), timeout,
-                                             JOB_TRAMPOLINE, self._contexts[name])
-        self._ptr = new
-        self._after_job = False
-        self._buffers_widened = False
-        if any(job._cworker == old and job._ptr for job in self._open_jobs):
-            self._retired.append(old)
-        else:
-            _lib.gearman_worker_free(old)
-
-    def _reap_retired(self) -> None:
-        """Free the replaced C workers whose jobs have all ended."""
-        for old in list(self._retired):
-            if not any(job._cworker == old and job._ptr for job in self._open_jobs):
-                self._retired.remove(old)
-                _lib.gearman_worker_free(old)
-
-    def _drain_free_queue(self) -> None:
-        super()._drain_free_queue()
-        if self._retired:
-            self._reap_retired()
-
-    def _before_free(self) -> None:
-        # libgearman frees a worker's jobs with it: no Job may keep a pointer.
-        for job in list(self._open_jobs):
-            job._ptr = None
-        for old in self._retired:
-            _lib.gearman_worker_free(old)
-        self._retired = []
-
-    def _send_timeout(self) -> int:
-        # libgearman loops until a packet is sent; the timeout bounds each poll.
-        return 1000 if self._timeout < 0 else max(1, min(self._timeout, 1000))
-
+    @entry
     def clone(self) -> "Worker":
-        """A new Worker with the same servers, functions, timeout and serializer."""
-        with self._lock:
-            self._p()
-            other = Worker()
-            if self._servers:
-                other._add_servers(list(self._servers))
-            other._timeout = self._timeout
-            other._serializer = self._serializer
-            for name, (fn, timeout) in self._functions.items():
-                other._register(name, timeout, fn)
-            return other
+        """A new Worker with every setting of this one, functions included."""
+        other = Worker.__new__(Worker)
+        other._pid = os.getpid()
+        other._settings = self._settings.copy()
+        other._gate = Gate("worker", other._free)
+        other._servers = [WorkerServer(s, other._settings) for s in other._settings.servers]
+        other._pending = None
+        other._ref = weakref.ref(other)
+        other._turn = itertools.count()
+        other._current = None
+        other._last_error = None
+        return other
 
-    # --- functions -----------------------------------------------------------------
-    def add_function(self, name: Union[str, bytes], timeout: int, fn: JobFunction) -> None:
-        """Serve ``name`` with fn(job); its return value completes the job."""
+    # --- servers --------------------------------------------------------------------
+    @setting
+    def add_server(self, host: str = "localhost", port: int = _args.DEFAULT_PORT) -> None:
+        """Add one job server."""
+        self._add([(_args.check_host(host), _args.check_port(port))])
+
+    @setting
+    def add_servers(self, servers: Servers) -> None:
+        """Add servers: "h1:4730,h2" or a list of "host[:port]"."""
+        self._add(_args.parse_servers(servers))
+
+    def _add(self, servers: List[Tuple[str, int]]) -> None:
+        for server in servers:
+            if server not in self._settings.servers:
+                self._settings.servers.append(server)
+                self._servers.append(WorkerServer(server, self._settings))
+
+    @entry
+    def remove_servers(self) -> None:
+        """Forget every server (their connections close)."""
+        for server in self._servers:
+            server.close()
+        self._servers = []
+        self._settings.servers = []
+
+    # --- settings --------------------------------------------------------------------
+    @setting
+    def set_timeout(self, timeout_ms: int) -> None:
+        """Milliseconds work() and grab_job() wait for a job (-1: forever,
+        still interruptible by Ctrl-C and by close() from another thread)."""
+        self._settings.timeout = _args.check_timeout(timeout_ms)
+
+    def timeout(self) -> int:
+        self._gate.check_open()
+        return self._settings.timeout
+
+    @setting
+    def set_connect_timeout(self, timeout_ms: int) -> None:
+        """How long a server may take to answer a new connection (default 5000 ms)."""
+        ms = _args.check_timeout(timeout_ms)
+        if ms < 1:
+            raise ValueError("the connect timeout must be at least 1 ms")
+        self._settings.connect_timeout = ms
+
+    def connect_timeout(self) -> int:
+        self._gate.check_open()
+        return self._settings.connect_timeout
+
+    @setting
+    def set_serializer(self, serializer: Any) -> None:
+        """How workloads and replies are encoded (pygear.JSON by default)."""
+        self._settings.serializer = check_serializer(serializer)
+
+    @setting
+    def set_identifier(self, identifier: Union[str, bytes]) -> None:
+        """The worker id gearmand shows (admin "workers")."""
+        self._settings.identifier = _args.identifier(identifier)
+        self._settings.changed()
+
+    @setting
+    def set_namespace(self, namespace: Union[str, bytes]) -> None:
+        """Prefix every function name on the wire with ``namespace``."""
+        self._settings.namespace = _args.c_string(namespace, "namespace", allow_empty=True)
+        self._settings.changed()
+
+    def namespace(self) -> Optional[str]:
+        self._gate.check_open()
+        ns = self._settings.namespace
+        return ns.decode("utf-8", "replace") if ns else None
+
+    @setting
+    def set_log_fn(self, fn: Callable[[str], Any], verbose: Union[int, str] = "INFO") -> None:
+        """Send libgearman's log lines at ``verbose`` and above to fn(line)."""
+        from .client import _verbosity
+        if not callable(fn):
+            raise TypeError("log function must be callable")
+        self._settings.log_fn = fn
+        self._settings.log_verbose = _verbosity(verbose)
+        self._settings.changed()
+
+    @setting
+    def set_ssl(self, ca_file: Optional[str] = None, certificate: Optional[str] = None,
+                key: Optional[str] = None) -> None:
+        """Ask for TLS; raises pygear.NotSupported where the loaded libgearman
+        cannot do it (see pygear.features())."""
+        from . import _tls
+        _tls.require("worker")
+        self._settings.ssl = _tls.ssl_files(ca_file, certificate, key)
+        self._settings.changed()
+
+    @setting
+    def set_metrics(self, recorder: Any) -> None:
+        """Record every job's outcome and duration in ``recorder``."""
+        self._settings.metrics = recorder
+
+    def error(self) -> Optional[str]:
+        """The text of the last error."""
+        self._gate.check_open()
+        return str(self._last_error) if self._last_error is not None else None
+
+    def errno(self) -> int:
+        self._gate.check_open()
+        return 0
+
+    def _record(self, exc: E) -> E:
+        if isinstance(exc, GearmanError):
+            self._last_error = exc
+        return exc
+
+    def _timeout_error(self, what: str) -> GearmanError:
+        return self._record(error_for(TIMEOUT, "%s failed: timeout of %d ms reached"
+                                      % (what, self._settings.timeout)))
+
+    # --- functions -------------------------------------------------------------------
+    @setting
+    def add_function(self, name: Union[str, bytes], timeout: Any = 0,
+                     fn: Optional[JobFunction] = None) -> None:
+        """Serve ``name`` with fn(job); its return value completes the job.
+        ``add_function(name, fn)``, ``add_function(name, fn, timeout=30)`` and
+        the seed's ``add_function(name, timeout, fn)`` all work; ``timeout``
+        is gearmand's limit in seconds for one job (0: none)."""
+        if fn is None and callable(timeout):
+            timeout, fn = 0, timeout
+        elif callable(timeout) and isinstance(fn, int):
+            timeout, fn = fn, timeout
         if not callable(fn):
             raise TypeError("job function must be callable")
         self._register(name, timeout, fn)
 
+    @setting
     def register(self, name: Union[str, bytes], timeout: int = 0) -> None:
         """Tell the servers we can do ``name``; take its jobs with grab_job()
         (work() fails them, having no function to run)."""
         self._register(name, timeout, None)
 
-    def _register(self, name, timeout, fn) -> None:
-        data = _function_arg(name)
+    def _register(self, name: Union[str, bytes], timeout: Any,
+                  fn: Optional[JobFunction]) -> None:
+        data = _args.function_name(name)
         if isinstance(timeout, bool) or not isinstance(timeout, int):
             raise TypeError("timeout must be an int of seconds")
         if not 0 <= timeout < 2 ** 32:
             raise ValueError("timeout must be in 0..2**32-1 seconds")
-        key = data.decode("utf-8", "replace")
-        with self._lock:
-            ptr = self._p()
-            if key in self._functions:
-                _lib.gearman_worker_unregister(ptr, data)
-                del self._functions[key]
-                JOB_CONTEXTS.pop(self._contexts.pop(key), None)
-            context = next(_context_keys)
-            JOB_CONTEXTS[context] = (self._wref, key)
-            rc = _lib.gearman_worker_add_function(ptr, data, timeout, JOB_TRAMPOLINE, context)
-            if rc != SUCCESS:
-                del JOB_CONTEXTS[context]
-                raise self._fail(rc, "registering %r" % key)
-            self._contexts[key] = context
-            self._functions[key] = (fn, timeout)
+        self._settings.functions[data.decode("utf-8", "replace")] = (fn, timeout)
+        self._settings.changed()    # _workarounds.RE_REGISTER: C workers are made anew
 
+    @setting
     def unregister(self, name: Union[str, bytes]) -> None:
-        data = _function_arg(name)
-        with self._lock:
-            rc = _lib.gearman_worker_unregister(self._p(), data)
-            if rc != SUCCESS:
-                raise self._fail(rc, "unregistering %r" % data.decode("utf-8", "replace"))
-            key = data.decode("utf-8", "replace")
-            self._functions.pop(key, None)
-            JOB_CONTEXTS.pop(self._contexts.pop(key, None), None)
+        """Stop serving ``name``."""
+        key = _args.function_name(name).decode("utf-8", "replace")
+        if key not in self._settings.functions:
+            raise self._record(error_for(RETURN_CODES["NO_REGISTERED_FUNCTION"],
+                                         "unregistering %r failed: not registered" % key))
+        del self._settings.functions[key]
+        self._settings.changed()
 
+    @setting
     def unregister_all(self) -> None:
-        with self._lock:
-            ptr = self._p()
-            if not self._functions:
-                return
-            rc = _lib.gearman_worker_unregister_all(ptr)
-            if rc != SUCCESS:
-                raise self._fail(rc, "unregistering all functions")
-            self._functions.clear()
-            _forget(self._contexts)
+        """Stop serving every function."""
+        if self._settings.functions:
+            self._settings.functions.clear()
+            self._settings.changed()
 
     def function_exists(self, name: Union[str, bytes]) -> bool:
-        data = _function_arg(name)
-        with self._lock:
-            return bool(_lib.gearman_worker_function_exist(self._p(), data, len(data)))
+        """Whether ``name`` is registered here."""
+        self._gate.check_open()
+        return _args.function_name(name).decode("utf-8", "replace") in self._settings.functions
 
-    # --- namespace, echo -----------------------------------------------------------
-    def set_namespace(self, namespace: Union[str, bytes]) -> None:
-        data = to_bytes(namespace, "namespace", allow_empty=True)
-        with self._lock:
-            _lib.gearman_worker_set_namespace(self._p(), data or None, len(data))
-            self._namespace = data
-
-    def namespace(self) -> Optional[str]:
-        raw = _lib.gearman_worker_namespace(self._p())
-        return raw.decode("utf-8", "replace") if raw else None
-
-
-    # --- working --------------------------------------------------------------------
-    def work(self) -> None:
-        """Grab one job and run its function.  Raises TIMEOUT when no job
-        came within the timeout."""
-        with self._lock:
-            ptr = self._p()
-            if not self._functions:
-                raise self._fail(NO_REGISTERED_FUNCTIONS, "work")
-            deadline = Deadline(self._timeout)
-            forever = deadline.at is None
-            work = _lib.gearman_worker_work
-            while True:
-                ms = SLICE_MS if forever else deadline.slice_ms() or 1
-                if ms != self._c_timeout:
-                    self._set_c_timeout(ms)
-                rc = work(ptr)
-                if not self._buffers_widened:   # see _base.widen_socket_buffers
-                    self._widen_buffers()
-                if self._pending is not None:
-                    exc, self._pending = self._pending, None
-                    raise exc
-                if rc == SUCCESS:
-                    self._after_job = True
-                    return
-                if rc == TIMEOUT or rc == NO_JOBS:
-                    self._check_deadline(deadline)
-                    continue
-                if rc in CONNECTION_CODES:
-                    self._buffers_widened = False   # libgearman reconnects
-                    self._nap(deadline)   # every server is down: retry in slices
-                    continue
-                raise self._fail(rc, "work")
-
-    def _check_deadline(self, deadline: Deadline) -> None:
-        if deadline.slice_ms() == 0:
-            raise self._timeout_error("waiting for a job")
-
-    def _nap(self, deadline: Deadline, ms: Optional[int] = None) -> None:
-        self._check_deadline(deadline)
-        time.sleep(min(ms or SLICE_MS, deadline.slice_ms()) / 1000.0)
-
-    def grab_job(self) -> Job:
-        """Wait for one job and hand it over; you finish it yourself."""
-        with self._lock:
-            ptr = self._p()
-            deadline = Deadline(self._timeout)
-            rc = c_int(SUCCESS)
-            nap_ms = 1
-            while True:
-                self._set_c_timeout(deadline.slice_ms() or 1)
-                job = _lib.gearman_worker_grab_job(ptr, None, byref(rc))
-                if job:
-                    self._after_job = True
-                    job = _GrabbedJob(self, job, owned=True)
-                    self._open_jobs.add(job)
-                    return job
-                code = rc.value
-                if code == NO_JOBS and self._after_job:
-                    self._renew()   # this C worker's next grab would segfault
-                    ptr = self._ptr
-                if code == NO_JOBS or code == TIMEOUT or code in CONNECTION_CODES:
-                    # No PRE_SLEEP was sent, so gearmand will not wake us: poll,
-                    # backing off to one slice.
-                    self._nap(deadline, nap_ms)
-                    nap_ms = min(nap_ms * 2, SLICE_MS)
-                    continue
-                raise self._fail(code, "grabbing a job")
-
-    def _run_job(self, job: Job, name: str) -> None:
-        entry = self._functions.get(name)
-        fn = entry[0] if entry else None
-        if fn is None:
-            job.send_fail()   # registered for grab_job only; never leave it hanging
-            return
+    # --- C workers ---------------------------------------------------------------------
+    def _ready(self, server: WorkerServer, deadline: Deadline, blocking: bool) -> Optional[CWorker]:
+        """The server's C worker, made (after pygear's echo) if needed; None
+        while the server is down or, not ``blocking``, still being checked."""
+        cw = server.cw
+        if cw is not None and cw.ptr and cw.version == self._settings.version:
+            return cw
+        if cw is not None:
+            server.drop()
+        if not server.health.up and not blocking:
+            return None
+        probe = server.probe or Probe(server.server)
+        server.probe = probe
         try:
-            result = fn(job)
-        except Exception as exc:
-            if not job._finished:
-                job._send_report(exception_report(exc))
-            return
-        if job._finished:
-            return
-        serializer = self._serializer
-        if serializer is RAW and type(result) is bytes:
-            data = result
-        else:
-            try:
-                data = encode(serializer, result, "result")
-            except TypeError as exc:   # the result could not be serialized
-                job._send_report(exception_report(exc))
-                return
-        c_timeout = self._c_timeout
-        if c_timeout is None or c_timeout < SLICE_MS or self._ptr is None:
-            job._send(_lib.gearman_job_send_complete, "send_complete", data or None, len(data))
-            job._finish()
-            return
-        # Job._send, inlined for the usual case: work() holds the lock and
-        # the C timeout is already a whole slice.
-        rc = _lib.gearman_job_send_complete(job._ptr, data or None, len(data))
-        if rc != SUCCESS:
-            raise error_for(rc, "job %s: send_complete failed: %s"
-                            % (job.handle(), self._error_text(rc)))
-        job._finished = True
+            if blocking:
+                connect = deadline.within(self._settings.connect_timeout)
+                rtt = drive(self._gate, connect, probe.step, lambda: (
+                    self._timeout_error("connecting to %s" % server.name) if deadline.passed()
+                    else probe.timeout_error(self._settings.connect_timeout)))
+            else:
+                rtt = probe.step(0)
+                if rtt is WAITING:
+                    if time.monotonic() - probe._started > self._settings.connect_timeout / 1e3:
+                        raise probe.timeout_error(self._settings.connect_timeout)
+                    return None
+        except GearmanError as exc:
+            server.probe = None
+            probe.close()
+            if exc.code in SERVER_FAILURES:
+                server.health.down(str(exc), most=BACKOFF_MAX)
+                if not blocking:
+                    return None
+            raise
+        server.probe = None
+        server.rtt_ms = max(1, int(rtt * 1000))
+        cw = CWorker(server.server)
+        cw.open(self)
+        server.cw = cw
+        server.health.recovered()
+        return cw
 
+    def _work_on(self, server: WorkerServer, cw: CWorker, ms: int, deadline: Deadline) -> Any:
+        """One gearman_worker_work call on one server; True after a job."""
+        cw.set_timeout(ms)
+        token = _stuck.watch(cw.watch.fd if cw.watch else None, deadline.at, self._gate)
+        self._watch_token = token
+        try:
+            rc = _lib.gearman_worker_work(cw.ptr)
+        finally:
+            _stuck.done(token)
+        if cw.watch is not None and cw.watch.unadopted:
+            cw.watch.adopt()
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            server.drop()        # the job was given back with the connection
+            raise pending
+        if rc == SUCCESS:
+            cw.after_job = cw.hot = True
+            return True
+        cw.hot = False
+        if rc == TIMEOUT or rc == NO_JOBS:
+            if cw.watch is not None and cw.watch.fd is not None and not cw.watch.current():
+                server.drop("lost the connection")   # libgearman would reconnect unchecked
+            return WAITING
+        failure = cw.error(rc, "taking a job from %s" % server.name)
+        if rc in SERVER_FAILURES:
+            server.drop(str(failure))
+            return WAITING
+        raise self._record(failure)
+
+    # --- working ------------------------------------------------------------------------
+    @entry
+    def work(self) -> bool:
+        """Take one job from any server and run its function; True once done.
+        Raises pygear.TIMEOUT when no job came within the timeout."""
+        return self._work(Deadline(self._settings.timeout))
+
+    def _work(self, deadline: Deadline) -> bool:
+        if not self._settings.functions:
+            raise self._record(error_for(RETURN_CODES["NO_REGISTERED_FUNCTIONS"],
+                                         "work failed: no functions have been registered"))
+        if not self._servers:
+            raise self._record(error_for(RETURN_CODES["NO_SERVERS"],
+                                         "work failed: no job server was given"))
+        if len(self._servers) == 1:
+            return drive(self._gate, deadline, lambda ms: self._step_one(ms, deadline),
+                         lambda: self._timeout_error("waiting for a job"))   # type: ignore
+        return drive(self._gate, deadline, lambda ms: self._step_many(ms, deadline),
+                     lambda: self._timeout_error("waiting for a job"))   # type: ignore
+
+    def _step_one(self, ms: int, deadline: Deadline) -> Any:
+        server = self._servers[0]
+        if not server.health.up:
+            time.sleep(min(ms, SLICE_MS) / 1000.0)   # down: wait out its backoff
+            return WAITING
+        try:
+            cw = self._ready(server, deadline, blocking=True)
+        except GearmanError as exc:
+            if exc.code not in SERVER_FAILURES:
+                raise
+            time.sleep(min(ms, SLICE_MS) / 1000.0)   # the server is down: try again
+            return WAITING
+        assert cw is not None
+        return self._work_on(server, cw, ms, deadline)
+
+    def _step_many(self, ms: int, deadline: Deadline) -> Any:
+        """Each server's C worker in turn; then one poll() over their sockets."""
+        servers = self._servers
+        start = next(self._turn) % len(servers)
+        order = servers[start:] + servers[:start]
+        end = time.monotonic() + ms / 1000.0
+        while True:
+            sleeping = []
+            for server in order:
+                cw = self._ready(server, deadline, blocking=False)
+                if cw is None:
+                    continue
+                if cw.hot or cw.watch is None or cw.watch.fd is None:
+                    slice_ms = max(_MIN_GRAB_MS, 4 * server.rtt_ms)
+                    if self._work_on(server, cw, min(ms, slice_ms), deadline) is True:
+                        return True
+                if server.cw is not None and server.cw.watch is not None \
+                        and server.cw.watch.fd is not None:
+                    sleeping.append(server)
+            left = int((end - time.monotonic()) * 1000)
+            if left <= 0:
+                return WAITING
+            watched: Dict[int, WorkerServer] = {}
+            for server in sleeping:
+                cw = server.cw
+                if cw is not None and cw.watch is not None and cw.watch.fd is not None:
+                    watched[cw.watch.fd] = server
+            probing = [s.probe._sock for s in order if s.probe is not None and s.probe._sock]
+            poller = select.poll()
+            for fd in watched:
+                poller.register(fd, select.POLLIN)
+            for sock in probing:
+                poller.register(sock, select.POLLIN | select.POLLOUT)
+            for fd, _ in poller.poll(min(left, SLICE_MS) if watched or probing else min(left, 10)):
+                woken = watched.get(fd)
+                if woken is not None and woken.cw is not None:
+                    woken.cw.hot = True      # a NOOP (a job came) or a reply
+            if time.monotonic() >= end:
+                return WAITING
+
+    # --- manual mode -------------------------------------------------------------------------
+    @entry
+    def grab_job(self) -> Job:
+        """Wait for one job and hand it over; finish it yourself with
+        job.send_complete / send_fail / send_exception."""
+        if not self._servers:
+            raise self._record(error_for(RETURN_CODES["NO_SERVERS"],
+                                         "grab_job failed: no job server was given"))
+        deadline = Deadline(self._settings.timeout)
+        nap = [1]
+        return drive(self._gate, deadline, lambda ms: self._grab_step(ms, deadline, nap),  # type: ignore
+                     lambda: self._timeout_error("waiting for a job"))
+
+    def _grab_step(self, ms: int, deadline: Deadline, nap: List[int]) -> Any:
+        rc = c_int(SUCCESS)
+        start = next(self._turn) % len(self._servers)
+        for server in self._servers[start:] + self._servers[:start]:
+            try:
+                cw = self._ready(server, deadline, blocking=len(self._servers) == 1)
+            except GearmanError as exc:
+                if exc.code not in SERVER_FAILURES:
+                    raise
+                continue
+            if cw is None:
+                continue
+            cw.set_timeout(min(ms, max(_MIN_GRAB_MS, 4 * server.rtt_ms)))
+            token = _stuck.watch(cw.watch.fd if cw.watch else None, deadline.at, self._gate)
+            try:
+                ptr = _lib.gearman_worker_grab_job(cw.ptr, None, byref(rc))
+            finally:
+                _stuck.done(token)
+            if cw.watch is not None and cw.watch.unadopted:
+                cw.watch.adopt()
+            if ptr and ptr.value is not None:
+                cw.after_job = True
+                job = Job(self, cw, ptr)
+                job._read_ids()
+                cw.jobs[ptr.value] = job
+                return job
+            code = rc.value
+            if code == NO_JOBS and cw.after_job:
+                server.drop()      # _workarounds.GRAB_AFTER_JOB: its next grab would crash
+            elif code in SERVER_FAILURES:
+                server.drop(str(cw.error(code, "grabbing a job from %s" % server.name)))
+            elif code not in (NO_JOBS, TIMEOUT):
+                raise self._record(cw.error(code, "grabbing a job"))
+        # No PRE_SLEEP was sent (_workarounds.GRAB_NO_WAIT): poll, backing off.
+        time.sleep(min(nap[0], ms) / 1000.0)
+        nap[0] = min(nap[0] * 2, SLICE_MS)
+        return WAITING
+
+    # --- misc ---------------------------------------------------------------------------------
+    @entry
+    def echo(self, data: Union[str, bytes]) -> None:
+        """Send ``data`` to every server and check each sends it back."""
+        payload = _args.exact_bytes(data, "echo data")
+        if not self._servers:
+            raise self._record(error_for(RETURN_CODES["NO_SERVERS"], "echo failed: no servers"))
+        deadline = Deadline(self._settings.timeout)
+        for server in self._servers:
+            probe = Probe(server.server, payload)
+            try:
+                drive(self._gate, deadline, probe.step,
+                      lambda: self._timeout_error("echo to %s" % server.name))
+            finally:
+                probe.close()
+
+    @entry
     def wait(self) -> None:
-        with self._lock:
-            self._p()
-            rc = self._wait(Deadline(self._timeout), "wait")
-            # NO_ACTIVE_FDS: no connection awaits anything, so nothing to wait for.
-            if rc not in (SUCCESS, TIMEOUT, RETURN_CODES["NO_ACTIVE_FDS"]):
-                raise self._fail(rc, "wait")
+        """Wait (one timeout's worth at most) for I/O on the servers."""
+        deadline = Deadline(self._settings.timeout)
+        for server in self._servers:
+            cw = server.cw
+            if cw is not None and cw.ptr:
+                cw.set_timeout(max(1, deadline.slice_ms()))
+                _lib.gearman_worker_wait(cw.ptr)
+
+    def serve(self, until: Optional[Callable[[], bool]] = None) -> int:
+        """Run jobs until ``until()`` is true (checked between jobs and every
+        few hundred ms while idle), or forever; returns how many ran."""
+        done = 0
+        stop = getattr(until, "is_set", until)
+        while stop is None or not stop():
+            token = self._gate.enter()
+            try:
+                ran = self._serve_once(stop)
+            except GearmanError as exc:
+                if exc.code != TIMEOUT:
+                    raise
+                ran = False
+            finally:
+                self._gate.leave(token)
+            done += bool(ran)
+        return done
+
+    def _serve_once(self, stop: Optional[Callable[[], bool]]) -> bool:
+        timeout = self._settings.timeout
+        if stop is not None and (timeout < 0 or timeout > 250):
+            timeout = 250
+        return self._work(Deadline(timeout))

@@ -8,6 +8,7 @@ import time
 import pytest
 
 import pygear
+import pygear._taskbook
 from pygear.testing import WorkerProcesses, unique_name
 
 from . import workers
@@ -199,12 +200,14 @@ def test_a_forked_child_draws_its_own_unique_keys():
 
 
 def test_later_jobs_take_the_lean_path_and_keep_every_outcome(client, fn, monkeypatch):
-    """After the first job (which connects and asks for exceptions) do* skip
-    the general retry loop; results, failures and exceptions are unchanged."""
+    """After the first job (which connects and asks for exceptions) do*
+    reuse that connection whatever the outcome: results, failures and
+    exceptions neither reconnect nor change."""
+    import pygear._link
     client.do(fn["echo"], "warm")
     general = []
-    original = pygear.Client._execute_task
-    monkeypatch.setattr(pygear.Client, "_execute_task",
+    original = pygear._link.CClient.open
+    monkeypatch.setattr(pygear._link.CClient, "open",
                         lambda self, *a: general.append(a) or original(self, *a))
     assert client.do(fn["reverse"], "abc") == "cba"
     assert client.do_background(unique_name("lean"), "x")["job_handle"].startswith("H:")
@@ -235,7 +238,7 @@ def test_background_returns_handle(client, method):
 
 
 def _hostport(client):
-    return client._servers[0]
+    return client._settings.servers[0]
 
 
 def test_job_status_of_unknown_handle(client):
@@ -624,11 +627,11 @@ def test_gearman_servers_environment_is_honoured_with_failover(gearmand):
     assert out.stdout.startswith("H:")
 
 
-# --- batches beyond the C task window (Client._enqueue / _refill) ----------------
+# --- batches beyond the C task window (pygear/_taskbook.py) ----------------------
 
 @pytest.fixture
 def small_window(monkeypatch):
-    monkeypatch.setattr(pygear.client, "_C_TASK_WINDOW", 4)
+    monkeypatch.setattr(pygear._taskbook, "WINDOW", 4)
 
 
 def test_batch_beyond_the_task_window_runs_every_task_once(client, fn, small_window):

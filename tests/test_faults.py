@@ -11,6 +11,7 @@ import time
 import pytest
 
 import pygear
+import pygear._taskbook
 from pygear._server import GearmandProcess, find_gearmand
 from pygear.testing import unique_name
 
@@ -89,7 +90,7 @@ def test_task_client_survives_gearmand_restart(servers, workers, monkeypatch, wi
     """A client that used the task API (libgearman's own stays stuck after
     a restart) gets its next run_tasks through; also when most of the batch
     waits in Python (a window of 2 tasks in C)."""
-    monkeypatch.setattr(pygear.client, "_C_TASK_WINDOW", window)
+    monkeypatch.setattr(pygear._taskbook, "WINDOW", window)
     g = servers()
     fn = unique_name("restart_t")
     workers(g.address, {fn: "echo"})

@@ -7,7 +7,7 @@ from pygear.serializers import decode, encode
 
 def test_json_is_the_default(gearmand):
     with pygear.Client() as c:
-        assert c._serializer is pygear.JSON
+        assert c._settings.serializer is pygear.JSON
 
 
 @pytest.mark.parametrize("value", [None, 0, 1.5, "text", [1, "a"], {"k": {"n": None}}])

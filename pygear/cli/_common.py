@@ -9,7 +9,7 @@ import socket
 import sys
 from typing import Any, List, Sequence, Tuple
 
-from .._base import parse_servers
+from .._args import parse_servers
 from ..serializers import JSON, RAW
 
 # Exit codes (also in ``pygear --help``).

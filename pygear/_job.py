@@ -1,0 +1,307 @@
+"""Job: one job a Worker took, and how replies to it reach libgearman.
+
+Who owns a job's C side (``gearman_job_st``):
+
+- a job run by ``Worker.work()`` belongs to libgearman, which frees it when
+  the job function returns; the Job copies out what it may be asked later
+  (``_disown``) and never touches C after that;
+- a job from ``grab_job()`` belongs to its C worker's ``jobs`` table
+  (pygear/worker.py): freed by ``gearman_job_free`` when it is finished, or
+  with its C worker, never twice; a C worker replaced meanwhile is kept
+  until its open jobs are finished.
+
+Sending on a job goes through the worker's Gate: while a job function runs
+(the Gate is *parked* in user code), its own thread and helper threads may
+send on that job, one at a time under ``send_lock``; otherwise a send waits
+its turn like any other call.
+"""
+from __future__ import annotations
+
+from ctypes import string_at
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
+
+import logging
+import time
+
+from . import _lib, _report, _signals, _stuck
+from ._wait import SLICE_MS
+from .errors import ERROR, RETURN_CODES, error_for
+from .serializers import JSON, RAW, decode, encode
+
+if TYPE_CHECKING:
+    from ._cworker import CWorker
+    from .worker import Worker
+
+SUCCESS = RETURN_CODES["SUCCESS"]
+log = logging.getLogger("pygear")
+
+
+def _text(raw: Optional[bytes]) -> Optional[str]:
+    return raw.decode("utf-8", "replace") if raw else None
+
+
+class Job:
+    """A job assigned to this worker.  Finish it with send_complete,
+    send_fail or send_exception (``Worker.work`` does that for you with the
+    function's return value)."""
+
+    __slots__ = ("_worker", "_cw", "_ptr", "_serializer", "_raw", "_handle", "_function",
+                 "_unique", "_finished", "__weakref__")
+
+    def __init__(self, worker: "Worker", cw: "CWorker", ptr: Any) -> None:
+        self._worker: Optional["Worker"] = worker
+        self._cw: Optional["CWorker"] = cw                     # the C worker whose connection it came on
+        self._ptr = ptr
+        self._serializer = worker._settings.serializer
+        self._finished = False
+        size = _lib.gearman_job_workload_size(ptr)
+        data = _lib.gearman_job_workload(ptr) if size else None
+        self._raw = string_at(data, size) if data else b""
+        self._handle: Optional[str] = None
+        self._function: Optional[str] = None
+        self._unique: Optional[str] = None
+
+    def _read_ids(self) -> None:
+        ptr = self._ptr
+        if ptr is not None and self._handle is None:
+            self._handle = _text(_lib.gearman_job_handle(ptr)) or ""
+            self._function = _text(_lib.gearman_job_function_name(ptr)) or ""
+            self._unique = _text(_lib.gearman_job_unique(ptr))
+
+    def _disown(self) -> None:
+        """libgearman frees the C job now: keep what the Job may be asked,
+        and let go of the worker (a Job kept by the user must not keep it)."""
+        self._read_ids()
+        self._ptr = None
+        self._worker = self._cw = None
+
+    # --- reading ------------------------------------------------------------------
+    def workload(self) -> Any:
+        """The workload, deserialized with the worker's serializer."""
+        if self._serializer is not JSON:
+            return decode(self._serializer, self._raw)
+        try:
+            return decode(JSON, self._raw)
+        except ValueError as exc:   # the usual mix-up: a client that sends plain bytes
+            raise WorkloadError(self._raw, exc) from exc
+
+    def raw_workload(self) -> bytes:
+        """The workload's bytes, as the client sent them."""
+        return self._raw
+
+    def workload_size(self) -> int:
+        return len(self._raw)
+
+    def handle(self) -> str:
+        """The job handle ("H:host:42")."""
+        self._read_ids()
+        return self._handle or ""
+
+    def function_name(self) -> str:
+        """The function name as it came on the wire (namespace included)."""
+        self._read_ids()
+        return self._function or ""
+
+    def unique(self) -> Optional[str]:
+        """The client's unique key for the job."""
+        self._read_ids()
+        return self._unique
+
+    def is_finished(self) -> bool:
+        """Whether a final reply (complete, fail, exception) was sent."""
+        return self._finished
+
+    # --- sending ---------------------------------------------------------------------
+    def _send(self, c_fn: Callable[..., int], what: str, *args: Any) -> None:
+        worker = self._worker
+        if self._finished:
+            raise ERROR("job %s is already finished; cannot %s" % (self.handle(), what))
+        if worker is None:
+            raise ERROR("job %s can no longer be answered: it was given back to the server "
+                        "or its worker is closed" % self.handle())
+        send(worker, self, c_fn, what, args)
+
+    def _send_payload(self, c_fn: Callable[..., int], what: str, obj: Any) -> None:
+        data = encode(self._serializer, obj, what)
+        self._send(c_fn, what, data or None, len(data))
+
+    def send_data(self, obj: Any) -> None:
+        """Send a WORK_DATA chunk (the client's data callback)."""
+        self._send_payload(_lib.gearman_job_send_data, "send_data", obj)
+
+    def send_warning(self, obj: Any) -> None:
+        """Send a WORK_WARNING (the client's warning callback)."""
+        self._send_payload(_lib.gearman_job_send_warning, "send_warning", obj)
+
+    def send_status(self, numerator: int, denominator: int) -> None:
+        """Send WORK_STATUS (progress); safe from a helper thread while the
+        job function runs."""
+        for n in (numerator, denominator):
+            if isinstance(n, bool) or not isinstance(n, int):
+                raise TypeError("status numbers must be ints")
+            if not 0 <= n < 2 ** 32:
+                raise ValueError("status numbers must be in 0..2**32-1")
+        self._send(_lib.gearman_job_send_status, "send_status", numerator, denominator)
+
+    def send_complete(self, obj: Any) -> None:
+        """Finish the job with ``obj`` as its result."""
+        self._send_payload(_lib.gearman_job_send_complete, "send_complete", obj)
+        self._finish()
+
+    def send_exception(self, obj: Any) -> None:
+        """Send WORK_EXCEPTION, which ends the job.  Beware: gearmand 1.1.20
+        mangles the WORK_FAIL it sends instead to clients that did not ask
+        for exceptions, and those wait forever (_workarounds.WORK_EXCEPTION_MANGLED)."""
+        data = encode(self._serializer, obj, "send_exception")
+        if not data:   # libgearman refuses an empty exception
+            raise ValueError("send_exception needs a non-empty payload")
+        self._send(_lib.gearman_job_send_exception, "send_exception", data, len(data))
+        self._finish()
+
+    def send_fail(self) -> None:
+        """Finish the job as failed (the client gets WORK_FAIL)."""
+        self._send(_lib.gearman_job_send_fail, "send_fail")
+        self._finish()
+
+    def _send_report(self, exc: BaseException) -> None:
+        """End the job of a function that raised (pygear/_report.py)."""
+        data = _report.encode_report(self._serializer, _report.build(exc))
+        self._send(_lib.gearman_job_send_warning, "send_warning", data, len(data))
+        self._send(_lib.gearman_job_send_fail, "send_fail")
+        self._finish()
+
+    def _finish(self) -> None:
+        self._finished = True
+        worker = self._worker
+        if worker is not None:
+            finished(worker, self)
+
+    def __repr__(self) -> str:
+        return "<pygear.Job %s %s%s>" % (self.function_name(), self.handle(),
+                                         " finished" if self._finished else "")
+
+
+class WorkloadError(ValueError):
+    """A JSON worker got a workload that is not JSON, said in one plain
+    sentence with the fix (the report the client gets carries it)."""
+
+    def __init__(self, raw: bytes, cause: BaseException) -> None:
+        shown = raw[:40] + (b"..." if len(raw) > 40 else b"")
+        super().__init__(
+            "the workload %r is not JSON (%s): this worker reads JSON, the client sent plain "
+            "bytes; serve it with worker.set_serializer(pygear.RAW), or send JSON "
+            "(pygear submit --json)" % (shown, cause))
+
+
+# --- running a job, and replying to one -----------------------------------------
+
+def run(worker: "Worker", job_ptr: int, name: str, cw: "CWorker") -> bool:
+    """Called by _on_job: run the function and reply.  False: give the
+    job back (libgearman drops the connection; gearmand requeues it)."""
+    job = Job(worker, cw, job_ptr)
+    entry_ = worker._settings.functions.get(name)
+    fn = entry_[0] if entry_ else None
+    metrics = worker._settings.metrics
+    started = time.monotonic()
+    outcome = "complete"
+    try:
+        if fn is None:
+            job.send_fail()   # registered for grab_job only: never leave it hanging
+            outcome = "fail"
+            return True
+        gate = worker._gate
+        worker._current = job
+        gate.parked = True
+        _stuck.pause(getattr(worker, "_watch_token", 0), True)
+        try:
+            result = _signals.run_unblocked(fn, job)
+        except Exception as exc:
+            outcome = "exception"
+            log.warning("job function %r raised on job %s", name, job.handle(),
+                        exc_info=exc)
+            _unpark(worker)
+            if not job._finished:
+                job._send_report(exc)
+            return True
+        except BaseException as exc:
+            # Ctrl-C, SystemExit: the worker stops, the job goes back.
+            _unpark(worker)
+            outcome = "error"
+            if worker._pending is None:
+                worker._pending = exc
+            return job._finished
+        _unpark(worker)
+        if job._finished:
+            return True
+        serializer = worker._settings.serializer
+        if serializer is RAW and type(result) is bytes:
+            data = result
+        else:
+            try:
+                data = encode(serializer, result, "result")
+            except TypeError as exc:   # the result could not be serialized
+                outcome = "exception"
+                job._send_report(exc)
+                return True
+        rc = _lib.gearman_job_send_complete(job_ptr, data or None, len(data))
+        if rc != SUCCESS:
+            raise error_for(rc, "job %s: send_complete failed: %s"
+                            % (job.handle(), _lib.strerror(rc)))
+        job._finished = True
+        return True
+    finally:
+        worker._current = None
+        job._disown()
+        if metrics is not None:
+            metrics.job_done(name, outcome, time.monotonic() - started)
+
+def _unpark(worker: "Worker") -> None:
+    gate = worker._gate
+    with gate.send_lock:        # a helper thread's send finishes first
+        gate.parked = False
+    _stuck.pause(getattr(worker, "_watch_token", 0), False)
+
+def send(worker: "Worker", job: Job, c_fn: Callable[..., int], what: str,
+         args: Tuple[Any, ...]) -> None:
+    gate = worker._gate
+    if gate.parked and job is worker._current:
+        with gate.send_lock:
+            if gate.parked:
+                return _send_now(worker, job, c_fn, what, args)
+    if gate.inside():
+        return _send_now(worker, job, c_fn, what, args)
+    token = gate.enter()
+    try:
+        _send_now(worker, job, c_fn, what, args)
+    finally:
+        gate.leave(token)
+
+def _send_now(worker: "Worker", job: Job, c_fn: Callable[..., int], what: str,
+              args: Tuple[Any, ...]) -> None:
+    cw = job._cw
+    if job._ptr is None or cw is None or cw.ptr is None:
+        raise ERROR("job %s can no longer be answered: its connection is closed"
+                    % job.handle())
+    if cw.c_timeout is None or cw.c_timeout < SLICE_MS:
+        cw.set_timeout(SLICE_MS)    # how often a blocked send polls meanwhile
+    token = _stuck.watch(cw.watch.fd if cw.watch else None, None, worker._gate)
+    try:
+        rc = c_fn(job._ptr, *args)
+    finally:
+        _stuck.done(token)
+    if rc != SUCCESS:
+        raise worker._record(error_for(rc, "job %s: %s failed: %s"
+                                     % (job.handle(), what, _lib.strerror(rc))))
+
+def finished(worker: "Worker", job: Job) -> None:
+    """A grabbed job was answered: its C side can go."""
+    cw = job._cw
+    ptr = job._ptr
+    if cw is not None and ptr is not None and \
+            cw.jobs.pop(getattr(ptr, "value", ptr), None) is not None:
+        job._read_ids()
+        job._ptr = None
+        job._worker = job._cw = None
+        _lib.gearman_job_free(ptr)
+        for server in worker._servers:
+            server.reap()

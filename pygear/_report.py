@@ -1,0 +1,78 @@
+"""The exception report: how a job function's exception reaches the client.
+
+gearmand 1.1.20 mangles WORK_EXCEPTION for clients that did not ask for
+exceptions (_workarounds.WORK_EXCEPTION_MANGLED), so a pygear worker ends
+the job of a function that raised with WORK_WARNING carrying the report,
+then WORK_FAIL.  Every client learns the job ended; pygear's client
+recognises the warning (``looks_like_report``) and turns the pair back into
+WORK_EXCEPTION with the report as its payload.  The report is
+``{"type", "message", "args", "traceback"}``, in the worker's serializer, or
+as JSON text where that serializer cannot encode a dict (RAW).
+"""
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any, Dict, List
+
+from .serializers import JSON, RAW, decode, encode
+
+
+def build(exc: BaseException) -> Dict[str, Any]:
+    """What a client learns about an exception raised in a job function."""
+    args: List[Any] = []
+    for arg in exc.args:
+        try:
+            json.dumps(arg)
+            args.append(arg)
+        except (TypeError, ValueError):
+            args.append(repr(arg))
+    return {"type": type(exc).__name__, "message": str(exc), "args": args,
+            "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)}
+
+
+def encode_report(serializer: Any, report: Dict[str, Any]) -> bytes:
+    if serializer is not RAW:
+        try:
+            return encode(serializer, report, "exception report")
+        except TypeError:
+            pass
+    return json.dumps(report).encode("utf-8")
+
+
+def looks_like_report(data: bytes) -> bool:
+    """A pygear worker's report, sent as WORK_WARNING before WORK_FAIL."""
+    return data[:1] == b"{" and b'"traceback"' in data and b'"type"' in data
+
+
+def decode_report(serializer: Any, raw: bytes) -> Any:
+    """A report: its serializer's form, else JSON text, else the bytes."""
+    if not raw:
+        return None
+    for s in (serializer, JSON):
+        try:
+            return decode(s, raw)
+        except Exception:
+            continue
+    return raw
+
+
+def describe(payload: Any) -> str:
+    """A report (pygear's dict, or another worker's bytes/str) as text."""
+    if isinstance(payload, (bytes, bytearray)):
+        try:
+            decoded = json.loads(bytes(payload).decode("utf-8"))
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, dict) and "type" in decoded:
+            payload = decoded
+    if isinstance(payload, dict) and "type" in payload:
+        trace = payload.get("traceback") or []
+        if trace:
+            return "".join(trace).rstrip("\n")
+        return "%s: %s" % (payload.get("type"), payload.get("message", ""))
+    if isinstance(payload, (bytes, bytearray)):
+        return bytes(payload).decode("utf-8", "replace")
+    if payload is None:
+        return "(no details)"
+    return str(payload)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import weakref
 from ctypes import string_at
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from . import _lib
@@ -94,6 +95,10 @@ def _make_trampoline(kind: str):
                 if callback is not None:
                     callback(task)
             if final:   # no event comes after this one
+                if task._started is not None and client is not None:   # metrics hook
+                    metrics = client._metrics
+                    if metrics is not None:
+                        metrics.finished(task._function, event, perf_counter() - task._started)
                 if client is not None and client._user_options["free_tasks"]:
                     task._snapshot()   # libgearman frees the task right after
                     task._forget()
@@ -175,7 +180,7 @@ class Task:
                  "_background", "_priority", "_addr", "_serializer", "_data",
                  "_event", "_handle", "_unique", "_function", "_rc", "_known",
                  "_running", "_num", "_den", "_error", "_state", "_report", "_raised",
-                 "__weakref__")
+                 "_started", "__weakref__")
     _quiet = False   # the client's callbacks fire for it (see _DoTask)
 
     def __init__(self, client: "Client", key: int, fn: bytes, uq: Optional[bytes],
@@ -187,6 +192,7 @@ class Task:
         self._c_name, self._background, self._priority = c_name, background, priority
         self._serializer = client._serializer
         self._addr: Optional[int] = None
+        self._started: Optional[float] = None   # metrics hook: set when recorded
         self._reset()
         self._function = fn.decode("utf-8", "replace")
         self._unique = uq.decode("utf-8", "replace") if uq else None

@@ -14,12 +14,14 @@ import os
 import weakref
 from collections import deque
 from ctypes import byref, c_int
+from time import perf_counter
 from typing import Any, Callable, Dict, Optional, Union
 
 from . import _lib
 from ._base import (CONNECTION_CODES, IO_WAIT, PAUSE, SLICE_MS, SUCCESS, TIMEOUT, Deadline,
                     Handle, c_names, parse_servers, to_bytes)
 from .errors import RETURN_CODES, error_for
+from .metrics import outcome_of
 from .serializers import RAW, decode, encode
 from ._unique import new_unique
 from ._task import (LIVE_TASKS, TRAMPOLINES, Task, _DoTask, _NOT_FINISHED, _decode_report,
@@ -122,6 +124,7 @@ class Client(Handle):
         self._rc = c_int(SUCCESS)             # out-parameter of add_task*, reused
         self._rc_ref = byref(self._rc)
         self._ref = weakref.ref(self)          # what a do* job's _DoTask holds
+        self._metrics: Any = None              # metrics hook: see set_metrics
         self._setup_c_client(self._ptr)
         if self._servers:
             host, port = self._servers[self._current]
@@ -208,6 +211,7 @@ class Client(Handle):
                 other._add_servers(list(self._servers))
             other._timeout = self._timeout
             other._serializer = self._serializer
+            other._metrics = self._metrics
             other.set_options(**self._user_options)
             return other
 
@@ -403,6 +407,30 @@ class Client(Handle):
             data = workload
         else:
             data = encode(serializer, workload, "workload")
+        metrics = self._metrics
+        if metrics is not None:   # metrics hook: count and time this job
+            return self._execute_recorded(metrics, fn, uq, data, priority, background)
+        return self._execute_encoded(fn, uq, data, priority, background)
+
+    def _execute_recorded(self, metrics, fn: bytes, uq: Optional[bytes], data: bytes,
+                          priority: str, background: bool):
+        """Metrics hook: one submitted(), then one finished() when a
+        foreground job ends or a background submission fails (a background
+        job that was queued ends on a worker, out of this client's sight)."""
+        name = fn.decode("utf-8", "replace")   # as Task.function_name() and the worker
+        metrics.submitted(name)
+        start = perf_counter()
+        try:
+            result = self._execute_encoded(fn, uq, data, priority, background)
+        except BaseException as exc:
+            metrics.finished(name, outcome_of(exc), perf_counter() - start)
+            raise
+        if not background:
+            metrics.finished(name, "complete", perf_counter() - start)
+        return result
+
+    def _execute_encoded(self, fn: bytes, uq: Optional[bytes], data: bytes, priority: str,
+                         background: bool):
         with self._lock:
             # The usual case, kept lean: every Python step between two
             # round trips is on the critical path (see BENCHMARKS.md).
@@ -686,6 +714,9 @@ class Client(Handle):
         with self._lock:
             self._p()
             task = Task(self, next(_task_keys), fn, uq, data, c_name, background, priority)
+            if self._metrics is not None:   # metrics hook: the trampoline times it
+                self._metrics.submitted(task._function)
+                task._started = perf_counter()
             self._enqueue(task)
             self._tasks.add(task)
             self._unfinished.add(task)
@@ -815,6 +846,19 @@ class Client(Handle):
         with self._lock:
             self._check_open()
             self._callbacks.clear()
+
+    # --- metrics hook --------------------------------------------------------------------
+
+    def set_metrics(self, recorder: Any) -> None:
+        """Record this client's jobs in ``recorder``: a pygear.metrics.Recorder,
+        or any object with ``submitted(function)`` and ``finished(function,
+        outcome, seconds)``.  None stops recording."""
+        if recorder is not None:
+            for method in ("submitted", "finished"):
+                if not callable(getattr(recorder, method, None)):
+                    raise TypeError("a client's recorder needs a %s() method" % method)
+        self._check_open()
+        self._metrics = recorder
 
     # --- misc ----------------------------------------------------------------------------
 

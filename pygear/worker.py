@@ -19,6 +19,7 @@ import platform
 import sys
 import time
 import traceback
+from time import perf_counter
 import weakref
 from ctypes import byref, c_int, string_at
 from typing import Any, Callable, Dict, Optional, Tuple, Union
@@ -60,7 +61,7 @@ class Job:
     send_fail or send_exception (``Worker.work`` does that for you)."""
 
     __slots__ = ("_worker", "_ptr", "_owned", "_cworker", "_serializer", "_handle", "_function",
-                 "_unique", "_ids_read", "_raw", "_finished", "__weakref__")
+                 "_unique", "_ids_read", "_raw", "_finished", "_outcome", "__weakref__")
 
     def __init__(self, worker: "Worker", ptr, owned: bool) -> None:
         self._worker: Optional[Worker] = worker
@@ -69,6 +70,7 @@ class Job:
         self._cworker = worker._ptr   # the C worker it belongs to (see Worker._renew)
         self._serializer = worker._serializer
         self._finished = False
+        self._outcome: Optional[str] = None   # metrics hook: how it was finished, if not complete
         size = _lib.gearman_job_workload_size(ptr)
         self._raw = string_at(_lib.gearman_job_workload(ptr), size) if size else b""
         # Handle, function name and unique key: read on first use, or before
@@ -165,11 +167,11 @@ class Job:
         if not data:   # libgearman refuses an empty exception
             raise ValueError("send_exception needs a non-empty payload")
         self._send(_lib.gearman_job_send_exception, "send_exception", data, len(data))
-        self._finish()
+        self._finish("exception")
 
     def send_fail(self) -> None:
         self._send(_lib.gearman_job_send_fail, "send_fail")
-        self._finish()
+        self._finish("fail")
 
     def _send_report(self, report: Dict[str, Any]) -> None:
         """End the job of a function that raised: the report as WORK_WARNING,
@@ -189,10 +191,11 @@ class Job:
             data = json.dumps(report).encode("utf-8")
         self._send(_lib.gearman_job_send_warning, "send_warning", data, len(data))
         self._send(_lib.gearman_job_send_fail, "send_fail")
-        self._finish()
+        self._finish("exception")
 
-    def _finish(self) -> None:
+    def _finish(self, outcome: Optional[str] = None) -> None:
         self._finished = True
+        self._outcome = outcome
         if self._owned:
             self._free()
 
@@ -279,7 +282,17 @@ def _on_job(job_ptr, context, result_size, ret_ptr):
             _set_return(ret_ptr, RETURN_CODES["WORK_FAIL"])
             return 0   # NULL; PyPy's ctypes cannot convert None for a c_void_p restype
         job = Job(worker, job_ptr, owned=False)
-        worker._run_job(job, entry[1])
+        metrics = worker._metrics
+        if metrics is None:
+            worker._run_job(job, entry[1])
+        else:   # metrics hook: time the job, record how it ended
+            start = perf_counter()
+            try:
+                worker._run_job(job, entry[1])
+            finally:
+                metrics.job_done(entry[1], job._outcome or ("complete" if job._finished
+                                                            else "fail"),
+                                 perf_counter() - start)
     except BaseException as exc:   # nothing may cross the C frame
         if worker is not None and worker._pending is None:
             worker._pending = exc
@@ -313,6 +326,7 @@ class Worker(Handle):
         self._open_jobs: "weakref.WeakSet[Job]" = weakref.WeakSet()   # grab_job's
         self._retired: list = []   # replaced C workers that still own open jobs
         self._wref = weakref.ref(self, lambda _, contexts=self._contexts: _forget(contexts))
+        self._metrics: Any = None   # metrics hook: see set_metrics
         self._setup_c_worker(self._ptr)
 
     def _setup_c_worker(self, ptr) -> None:
@@ -386,6 +400,7 @@ class Worker(Handle):
                 other._add_servers(list(self._servers))
             other._timeout = self._timeout
             other._serializer = self._serializer
+            other._metrics = self._metrics
             for name, (fn, timeout) in self._functions.items():
                 other._register(name, timeout, fn)
             return other
@@ -449,6 +464,16 @@ class Worker(Handle):
         data = _function_arg(name)
         with self._lock:
             return bool(_lib.gearman_worker_function_exist(self._p(), data, len(data)))
+
+    # --- metrics hook ----------------------------------------------------------------
+    def set_metrics(self, recorder: Any) -> None:
+        """Record the jobs work() runs in ``recorder``: a pygear.metrics.Recorder,
+        or any object with ``job_done(function, outcome, seconds)``.  None
+        stops recording.  (grab_job() jobs are yours to time.)"""
+        if recorder is not None and not callable(getattr(recorder, "job_done", None)):
+            raise TypeError("a worker's recorder needs a job_done() method")
+        self._check_open()
+        self._metrics = recorder
 
     # --- namespace, echo -----------------------------------------------------------
     def set_namespace(self, namespace: Union[str, bytes]) -> None:

@@ -351,7 +351,7 @@ CLIENT_CALLS = {
     "add_task_status": ("H:x:1",), "run_tasks": (),
     "set_created_fn": (_cb,), "set_data_fn": (_cb,), "set_warning_fn": (_cb,),
     "set_status_fn": (_cb,), "set_complete_fn": (_cb,), "set_exception_fn": (_cb,),
-    "set_fail_fn": (_cb,), "set_workload_fn": (_cb,), "clear_fn": (),
+    "set_fail_fn": (_cb,), "set_workload_fn": (_cb,), "clear_fn": (), "set_metrics": (None,),
     "set_options": (), "get_options": (), "clone": (), "wait": (), "__enter__": (),
 }
 
@@ -363,7 +363,7 @@ WORKER_CALLS = {
     "add_function": ("f", 0, _cb), "register": ("f",), "unregister": ("f",),
     "unregister_all": (), "function_exists": ("f",), "set_namespace": ("ns",),
     "namespace": (), "echo": ("x",), "work": (), "grab_job": (), "clone": (),
-    "wait": (), "__enter__": (),
+    "wait": (), "__enter__": (), "set_metrics": (None,),
 }
 
 NOT_CALLS = {"close", "closed", "__exit__"}

@@ -397,6 +397,10 @@ def outcome_of(exc: BaseException) -> str:
     return "error"
 
 
+def _bad_outcome(outcomes: Sequence[str], outcome: object) -> ValueError:
+    return ValueError("outcome must be one of %s, not %r" % (", ".join(outcomes), outcome))
+
+
 class _Stats:
     """One function's numbers on one side.  ``buckets[i]`` counts the
     observations in bucket i alone (cumulated when written); the last one
@@ -450,6 +454,9 @@ class Recorder:
             raise ValueError("buckets must hold at least one finite bound")
         self._bounds = tuple(bounds)
         self._lock = threading.Lock()
+        # acquire/release in try/finally: half the cost of "with" (~90 against
+        # ~165 ns here), on a path every job takes.
+        self._acquire, self._release = self._lock.acquire, self._lock.release
         self._client: Dict[str, _Stats] = {}
         self._worker: Dict[str, _Stats] = {}
         self._client_outcome = {name: i for i, name in enumerate(CLIENT_OUTCOMES)}
@@ -459,36 +466,59 @@ class Recorder:
     def buckets(self) -> Tuple[float, ...]:
         return self._bounds
 
-    # The calls Client and Worker make.  Each: a dict lookup and an add.
+    # The calls Client and Worker make: a dict lookup and a few adds under
+    # the lock.  finished() and job_done() are twins, not one helper: a
+    # Python call less per job.
     def submitted(self, function: str) -> None:
         """A client submitted a job of ``function``."""
-        with self._lock:
+        self._acquire()
+        try:
             stats = self._client.get(function)
             if stats is None:
-                stats = self._client[function] = _Stats(len(CLIENT_OUTCOMES), len(self._bounds))
+                stats = self._new(self._client, function, CLIENT_OUTCOMES)
             stats.submitted += 1
+        finally:
+            self._release()
 
     def finished(self, function: str, outcome: str, seconds: float) -> None:
         """A client's job ended: ``outcome`` is one of CLIENT_OUTCOMES."""
-        self._observe(self._client, self._client_outcome, function, outcome, seconds)
-
-    def job_done(self, function: str, outcome: str, seconds: float) -> None:
-        """A worker ran a job: ``outcome`` is one of WORKER_OUTCOMES."""
-        self._observe(self._worker, self._worker_outcome, function, outcome, seconds)
-
-    def _observe(self, side: Dict[str, _Stats], index: Dict[str, int], function: str,
-                 outcome: str, seconds: float) -> None:
-        i = index.get(outcome)
+        i = self._client_outcome.get(outcome)
         if i is None:
-            raise ValueError("outcome must be one of %s, not %r" % (", ".join(index), outcome))
+            raise _bad_outcome(CLIENT_OUTCOMES, outcome)
         bucket = bisect_left(self._bounds, seconds)   # le: a bound holds its own value
-        with self._lock:
-            stats = side.get(function)
+        self._acquire()
+        try:
+            stats = self._client.get(function)
             if stats is None:
-                stats = side[function] = _Stats(len(index), len(self._bounds))
+                stats = self._new(self._client, function, CLIENT_OUTCOMES)
             stats.outcomes[i] += 1
             stats.buckets[bucket] += 1
             stats.sum += seconds
+        finally:
+            self._release()
+
+    def job_done(self, function: str, outcome: str, seconds: float) -> None:
+        """A worker ran a job: ``outcome`` is one of WORKER_OUTCOMES."""
+        i = self._worker_outcome.get(outcome)
+        if i is None:
+            raise _bad_outcome(WORKER_OUTCOMES, outcome)
+        bucket = bisect_left(self._bounds, seconds)
+        self._acquire()
+        try:
+            stats = self._worker.get(function)
+            if stats is None:
+                stats = self._new(self._worker, function, WORKER_OUTCOMES)
+            stats.outcomes[i] += 1
+            stats.buckets[bucket] += 1
+            stats.sum += seconds
+        finally:
+            self._release()
+
+    def _new(self, side: Dict[str, _Stats], function: str, outcomes: Sequence[str]) -> _Stats:
+        if not isinstance(function, str):
+            raise TypeError("function must be a str, not %s" % type(function).__name__)
+        stats = side[function] = _Stats(len(outcomes), len(self._bounds))
+        return stats
 
     def reset(self) -> None:
         """Forget everything recorded (counters restart from 0)."""

@@ -27,6 +27,7 @@ from pygear._server import GearmandProcess, free_port, find_gearmand
 from pygear.testing import GearmandServer, WorkerProcesses, unique_name
 
 from . import workers
+from .test_admin import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,17 +98,6 @@ def http_get(url, headers=None, timeout=10):
             return reply.status, dict(reply.headers), reply.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
-
-
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
-        time.sleep(0.05)
 
 
 # --- the text format ---------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ._base import parse_servers
 from .admin import Admin
-from .errors import TIMEOUT, GearmanError
+from .errors import TIMEOUT
 
 __all__ = ["CONTENT_TYPE", "DEFAULT_BUCKETS", "DEFAULT_TIMEOUT", "CLIENT_OUTCOMES",
            "WORKER_OUTCOMES", "MetricFamily", "ServerState", "ServerMetrics", "Recorder",
@@ -285,8 +285,10 @@ def scrape_server(host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> Ser
         status = admin.status()
         admin.timeout = _left(deadline)
         connections = admin.workers()
-    except (GearmanError, OSError) as exc:   # TIMEOUT, refused, dropped, ERR, malformed
-        return ServerState(label, False, duration=time.monotonic() - start, error=str(exc))
+    except Exception as exc:   # TIMEOUT, refused, dropped, ERR, malformed, or worse
+        # Whatever went wrong, it is this server's "down", not the scrape's end.
+        return ServerState(label, False, duration=time.monotonic() - start,
+                           error=str(exc) or type(exc).__name__)
     finally:
         admin.close()
     return ServerState(label, True, version=version, functions=status,

@@ -485,10 +485,15 @@ def test_promtool_accepts_the_servers_and_the_recorders_text(gearman_client, gea
     with pytest.raises(pygear.TIMEOUT):
         gearman_client.set_timeout(100)
         gearman_client.do(unique_name("nobody"), 1)
-    for text in (out.stdout, rec.text().encode()):
+    pages = {"admin metrics": out.stdout, "recorder": rec.text().encode()}
+    for backend, cli in (("exporter", CLI), ("exporter, standard library",
+                                             CLI_WITHOUT_PROMETHEUS_CLIENT)):
+        with exporter([a.address], cli=cli) as (proc, base):
+            pages[backend] = http_get(base + "/metrics")[2]
+    for what, text in pages.items():
         lint = subprocess.run([PROMTOOL, "check", "metrics"], input=text,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
-        assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout.decode()
+        assert lint.returncode == 0 and not lint.stdout.strip(), (what, lint.stdout.decode())
 
 
 @contextlib.contextmanager

@@ -646,6 +646,8 @@ def _query(base, query):
 
 @needs_prometheus
 def test_prometheus_scrapes_the_exporter(two_gearmands, prometheus):
+    # ~6 s, most of it Prometheus' own: its discovery manager hands new
+    # targets to the scrapers at most every 5 s, and no flag shortens that.
     a, b = two_gearmands
     name = unique_name("prom")
     _queue(a, name, 2)

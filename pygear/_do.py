@@ -120,17 +120,18 @@ def submit(client: "Client", priority: str, background: bool, fn: bytes, uq: byt
     started = time.monotonic() if metrics is not None else 0.0
     if metrics is not None:
         metrics.submitted(fn.decode("utf-8", "replace"))
-    outcome = "error"
+    outcome: Optional[str] = "error"
     try:
         result = _submit(client, links, priority, background, fn, uq, key, data)
-        outcome = "complete"
+        # a background job ends on a worker, not here: it is only counted submitted
+        outcome = None if background else "complete"
         return result
     except GearmanError as exc:
         outcome = {WORK_FAIL: "fail", WORK_EXCEPTION: "exception",
                    TIMEOUT: "timeout"}.get(exc.code or -1, "error")
         raise
     finally:
-        if metrics is not None:
+        if metrics is not None and outcome is not None:
             metrics.finished(fn.decode("utf-8", "replace"), outcome, time.monotonic() - started)
 
 

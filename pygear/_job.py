@@ -46,7 +46,7 @@ class Job:
     function's return value)."""
 
     __slots__ = ("_worker", "_cw", "_ptr", "_serializer", "_raw", "_handle", "_function",
-                 "_unique", "_finished", "__weakref__")
+                 "_unique", "_finished", "_outcome", "__weakref__")
 
     def __init__(self, worker: "Worker", cw: "CWorker", ptr: Any) -> None:
         self._worker: Optional["Worker"] = worker
@@ -54,6 +54,7 @@ class Job:
         self._ptr = ptr
         self._serializer = worker._settings.serializer
         self._finished = False
+        self._outcome = "complete"         # how it was finished (metrics)
         size = _lib.gearman_job_workload_size(ptr)
         data = _lib.gearman_job_workload(ptr) if size else None
         self._raw = string_at(data, size) if data else b""
@@ -156,22 +157,23 @@ class Job:
         if not data:   # libgearman refuses an empty exception
             raise ValueError("send_exception needs a non-empty payload")
         self._send(_lib.gearman_job_send_exception, "send_exception", data, len(data))
-        self._finish()
+        self._finish("exception")
 
     def send_fail(self) -> None:
         """Finish the job as failed (the client gets WORK_FAIL)."""
         self._send(_lib.gearman_job_send_fail, "send_fail")
-        self._finish()
+        self._finish("fail")
 
     def _send_report(self, exc: BaseException) -> None:
         """End the job of a function that raised (pygear/_report.py)."""
         data = _report.encode_report(self._serializer, _report.build(exc))
         self._send(_lib.gearman_job_send_warning, "send_warning", data, len(data))
         self._send(_lib.gearman_job_send_fail, "send_fail")
-        self._finish()
+        self._finish("exception")
 
-    def _finish(self) -> None:
+    def _finish(self, outcome: str = "complete") -> None:
         self._finished = True
+        self._outcome = outcome
         worker = self._worker
         if worker is not None:
             finished(worker, self)
@@ -226,7 +228,7 @@ def run(worker: "Worker", job_ptr: int, name: str, cw: "CWorker") -> bool:
         except BaseException as exc:
             # Ctrl-C, SystemExit: the worker stops, the job goes back.
             _unpark(worker)
-            outcome = "error"
+            outcome = "given back"      # not an outcome: the job runs again elsewhere
             if worker._pending is None:
                 worker._pending = exc
             return job._finished
@@ -252,8 +254,9 @@ def run(worker: "Worker", job_ptr: int, name: str, cw: "CWorker") -> bool:
     finally:
         worker._current = None
         job._disown()
-        if metrics is not None:
-            metrics.job_done(name, outcome, time.monotonic() - started)
+        if metrics is not None and outcome != "given back":
+            metrics.job_done(name, job._outcome if outcome == "complete" else outcome,
+                             time.monotonic() - started)
 
 def _unpark(worker: "Worker") -> None:
     gate = worker._gate

@@ -36,7 +36,7 @@ class Task:
     __slots__ = ("_book", "_fn", "_uq", "_workload", "_c_name", "_background", "_status_of",
                  "_serializer", "_function", "_unique", "_key", "_data", "_event", "_handle",
                  "_rc", "_known", "_running", "_num", "_den", "_error", "_state", "_report",
-                 "_raised", "_server", "_addr", "_link", "__weakref__")
+                 "_raised", "_server", "_started", "_addr", "_link", "__weakref__")
 
     def __init__(self, book: "TaskBook", fn: bytes, uq: bytes, workload: bytes, c_name: str,
                  background: bool, serializer: Any, key: Optional[bytes],
@@ -51,6 +51,7 @@ class Task:
         self._unique = uq.decode("utf-8", "replace") if uq else None
         self._handle: Optional[str] = _text(status_of)
         self._server: Optional[str] = None
+        self._started: Optional[float] = None   # when it was added, if metrics record it
         self._addr: Optional[int] = None   # its C task, while there is one
         self._link: Any = None             # the server link that holds it
         self.reset()
@@ -128,6 +129,8 @@ class Task:
             self._state = "finished"
             self._workload = b""      # never sent again
             book.ended(self)
+            if self._started is not None:
+                book.record(self)
         return SUCCESS
 
     def _deliver_held_warning(self) -> bool:

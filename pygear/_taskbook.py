@@ -39,6 +39,8 @@ SUCCESS = RETURN_CODES["SUCCESS"]
 IO_WAIT = RETURN_CODES["IO_WAIT"]
 PAUSE = RETURN_CODES["PAUSE"]
 TIMEOUT = RETURN_CODES["TIMEOUT"]
+WORK_FAIL = RETURN_CODES["WORK_FAIL"]
+WORK_EXCEPTION = RETURN_CODES["WORK_EXCEPTION"]
 NOT_DONE = frozenset((RETURN_CODES["UNKNOWN_STATE"], RETURN_CODES["COULD_NOT_CONNECT"]))
 WINDOW = 1000
 
@@ -84,8 +86,20 @@ class TaskBook:
     def ended(self, task: Task) -> None:
         self._ended.append(task)
 
+    def record(self, task: Task) -> None:
+        """The task's outcome and latency, for the client's metrics."""
+        metrics = self._settings.metrics
+        if metrics is not None and task._started is not None:
+            outcome = {SUCCESS: "complete", WORK_FAIL: "fail",
+                       WORK_EXCEPTION: "exception"}.get(task._rc, "complete")
+            metrics.finished(task._function, outcome, time.monotonic() - task._started)
+
     # --- adding ----------------------------------------------------------------
     def add(self, task: Task) -> Task:
+        metrics = self._settings.metrics
+        if metrics is not None and task._status_of is None:
+            metrics.submitted(task._function)
+            task._started = time.monotonic()
         self.waiting.append(task)
         return task
 

@@ -225,7 +225,13 @@ class Client:
     @setting
     def set_metrics(self, recorder: Any) -> None:
         """Record jobs submitted, completed, failed and their latency in
-        ``recorder`` (pygear.metrics.Recorder); None stops recording."""
+        ``recorder``: a pygear.metrics.Recorder, or any object with
+        ``submitted(function)`` and ``finished(function, outcome, seconds)``.
+        None stops recording."""
+        if recorder is not None:
+            for method in ("submitted", "finished"):
+                if not callable(getattr(recorder, method, None)):
+                    raise TypeError("a client's recorder needs a %s() method" % method)
         self._settings.metrics = recorder
 
     @setting

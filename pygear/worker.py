@@ -217,7 +217,12 @@ class Worker:
 
     @setting
     def set_metrics(self, recorder: Any) -> None:
-        """Record every job's outcome and duration in ``recorder``."""
+        """Record the outcome and duration of every job work() runs in
+        ``recorder``: a pygear.metrics.Recorder, or any object with
+        ``job_done(function, outcome, seconds)``.  None stops recording.
+        (grab_job() jobs are yours to time.)"""
+        if recorder is not None and not callable(getattr(recorder, "job_done", None)):
+            raise TypeError("a worker's recorder needs a job_done() method")
         self._settings.metrics = recorder
 
     def error(self) -> Optional[str]:

@@ -1,7 +1,7 @@
 """The ``pygear`` command line: submit jobs, serve functions, watch gearmand.
 
 Built on pygear's own Client, Worker and Admin.  Each subcommand is a module
-of this package (``submit``, ``work``, ``admin``) that imports only
+of this package (``submit``, ``work``, ``admin``, ``exporter``) that imports only
 ``_common``; this module parses the arguments and maps errors to exit codes.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from .. import __version__
 from ..errors import GearmanError
-from . import admin, submit, work
+from . import admin, exporter, submit, work
 from ._common import (EPILOG, EXIT_INTERRUPTED, EXIT_OK, EXIT_ERROR, EXIT_USAGE, PROG, CliError,
                       common_options, error, exit_code_for)
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     common_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (submit, work, admin):
+    for module in (submit, work, admin, exporter):
         module.add_parser(sub, lambda p: common_options(p, suppress=True))
     return parser
 

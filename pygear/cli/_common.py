@@ -52,6 +52,8 @@ examples:
   pygear submit reverse "hello world"        # prints "dlrow olleh"
   pygear submit reverse --each lines.txt --jobs 8
   pygear admin status --watch 2
+  pygear admin metrics                       # Prometheus text format
+  pygear exporter --listen 127.0.0.1:9418    # /metrics for Prometheus
 """ % {"env": ENV_SERVERS, "default": DEFAULT_SERVER}
 
 

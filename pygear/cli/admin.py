@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 from . import _common as cli
 from ..admin import Admin
 from ..errors import GearmanError
+from ..metrics import ServerMetrics
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -45,6 +46,9 @@ def add_parser(sub, common: Callable) -> None:
     status.add_argument("-w", "--watch", type=cli.positive_float, metavar="SECS",
                         help="redraw every SECS seconds until Ctrl-C")
     action("workers", "connected workers and the functions they serve")
+    action("metrics", "every server's state in the Prometheus text format "
+           "(a server that does not answer shows as gearman_up 0; "
+           "`pygear exporter` serves the same over HTTP)")
     action("version", "the server's version")
     action("getpid", "the server's process id")
     action("jobs", "the jobs the server holds (show jobs)")
@@ -120,6 +124,8 @@ def _print_rows(args, admins, name: str, rows) -> None:
 
 
 def run(args) -> int:
+    if args.action == "metrics":
+        return _metrics(args)
     admins = _admins(args)
     try:
         if args.action == "status" and args.watch:
@@ -154,6 +160,18 @@ def run(args) -> int:
     finally:
         for _, admin in admins:
             admin.close()
+
+
+def _metrics(args) -> int:
+    """Exit 0 even when servers are down: the text says so (gearman_up 0),
+    and that is what a script collecting it wants to keep."""
+    if args.json:
+        raise cli.CliError("metrics prints the Prometheus text format; --json does not apply",
+                           cli.EXIT_USAGE)
+    timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
+    sys.stdout.write(ServerMetrics(cli.servers_of(args), timeout=timeout).text())
+    sys.stdout.flush()
+    return cli.EXIT_OK
 
 
 def _watch(args, admins) -> int:

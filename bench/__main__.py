@@ -64,6 +64,8 @@ class Contender:
     label: str
     argv_for: object            # (scenario, count, gearmand port) -> argv
     results: Dict[str, List[float]] = field(default_factory=dict)
+    pythonpath: str = ROOT      # where its pygear comes from (--baseline: another checkout)
+    worker_pid: Optional[int] = None   # worker scenarios: the process whose CPU is counted
 
 
 # ----------------------------------------------------------------- set-up
@@ -129,10 +131,20 @@ def wait_registered(host: str, port: int, function: str, timeout: float = 20.0) 
             time.sleep(0.05)
 
 
-def python_env() -> Dict[str, str]:
+def python_env(pythonpath: str = ROOT) -> Dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = pythonpath + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
+
+
+PEERS = os.path.join(HERE, "peers.py")   # run as a script: its pygear is PYTHONPATH's
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (Linux)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def short_name(py: str) -> str:
@@ -148,25 +160,36 @@ def has_gear(py: str) -> bool:
 # ----------------------------------------------------------------- running
 
 
-def run_timed(argv: List[str], timeout: float) -> float:
+def run_timed(argv: List[str], timeout: float, pythonpath: str = ROOT):
+    """(elapsed seconds, CPU seconds of that process or None)."""
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          env=python_env(), cwd=ROOT)
+                          env=python_env(pythonpath), cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError("%s failed (%d): %s" % (" ".join(argv), proc.returncode,
                                                    (proc.stderr or proc.stdout).strip()[-2000:]))
-    return float(proc.stdout.strip().splitlines()[-1])
+    fields = proc.stdout.strip().splitlines()[-1].split()
+    return float(fields[0]), (float(fields[1]) if len(fields) > 1 else None)
 
 
-def run_contender(c: Contender, s: Scenario, count: int, timeout: float, port: int) -> float:
+def run_contender(c: Contender, s: Scenario, count: int, timeout: float, port: int):
+    """(elapsed, CPU seconds of the process under test or None)."""
+    if c.worker_pid is not None:
+        before = cpu_seconds(c.worker_pid)
+        elapsed, _ = run_timed(c.argv_for(s, count, port), timeout)
+        return elapsed, cpu_seconds(c.worker_pid) - before
+    return _run_client(c, s, count, timeout, port)
+
+
+def _run_client(c: Contender, s: Scenario, count: int, timeout: float, port: int):
     """One timed run.  A background run gets a gearmand of its own: the jobs
     stay queued, and each submission gets slower as gearmand's queue grows
     (its job hash tables have 991 buckets by default), which would favour
     whichever contender ran first."""
     if s.mode != "background":
-        return run_timed(c.argv_for(s, count, port), timeout)
+        return run_timed(c.argv_for(s, count, port), timeout, c.pythonpath)
     server = GearmandProcess().start()
     try:
-        return run_timed(c.argv_for(s, count, server.port), timeout)
+        return run_timed(c.argv_for(s, count, server.port), timeout, c.pythonpath)
     finally:
         server.stop()
 
@@ -185,6 +208,7 @@ def run_suite(args) -> int:
         info["gearmand"] = _gearmand_version(host, port)
         # --- the fixed peers and the workers under test
         worker_fns: Dict[str, str] = {}    # contender label -> function it serves
+        worker_pids: Dict[str, int] = {}   # contender label -> its worker process
         if cdir:
             worker_fns["C (libgearman)"] = "echo_c"
             workers.append(subprocess.Popen([os.path.join(cdir, "worker"), "echo_c", host, str(port)]))
@@ -197,8 +221,15 @@ def run_suite(args) -> int:
             labels[py] = label
             fn = "echo_py%d" % i
             worker_fns[label] = fn
-            workers.append(subprocess.Popen([py, "-m", "bench.peers", "worker", "pygear", "raw",
+            workers.append(subprocess.Popen([py, PEERS, "worker", "pygear", "raw",
                                              fn, host, str(port)], env=env, cwd=ROOT))
+            worker_pids[label] = workers[-1].pid
+        if args.baseline:
+            worker_fns[BASELINE] = "echo_baseline"
+            workers.append(subprocess.Popen([pythons[0], PEERS, "worker", "pygear", "raw",
+                                             "echo_baseline", host, str(port)],
+                                            env=python_env(args.baseline), cwd=ROOT))
+            worker_pids[BASELINE] = workers[-1].pid
         if gear_py:
             worker_fns["gear"] = "echo_gear"
             workers.append(subprocess.Popen([gear_py, "-m", "bench.peers", "worker", "gear", "raw",
@@ -230,8 +261,12 @@ def run_suite(args) -> int:
                         host, str(port)]))
                 for py in pythons:
                     contenders.append(Contender(labels[py], lambda s, n, port=port, py=py: [
-                        py, "-m", "bench.peers", "client", "pygear", "raw", s.mode, client_fn(s),
+                        py, PEERS, "client", "pygear", "raw", s.mode, client_fn(s),
                         str(s.size), str(n), host, str(port)]))
+                    if args.baseline and py == pythons[0]:
+                        contenders.append(Contender(BASELINE, lambda s, n, port=port, py=py: [
+                            py, PEERS, "client", "pygear", "raw", s.mode, client_fn(s),
+                            str(s.size), str(n), host, str(port)], pythonpath=args.baseline))
                     if s.json_row and py == pythons[0]:
                         contenders.append(Contender(labels[py] + " JSON", lambda s, n, port=port, py=py: [
                             py, "-m", "bench.peers", "client", "pygear", "json", s.mode,
@@ -254,24 +289,29 @@ def run_suite(args) -> int:
                         client_fn(s), str(s.size), str(n), host, str(port)]))
             else:
                 for label, fn in worker_fns.items():
-                    contenders.append(Contender(label, lambda s, n, port=port, fn=fn: batch_client(s, n, fn, port)))
+                    contenders.append(Contender(label, lambda s, n, port=port, fn=fn: batch_client(s, n, fn, port),
+                                                worker_pid=worker_pids.get(label)))
             print("\n== %s (%d ops x %d rounds)" % (s.title, count, rounds), flush=True)
             per_round: List[Dict[str, float]] = []
+            cpu_round: List[Dict[str, float]] = []
             for r in range(rounds):
-                row = {}
+                row, cpu_row = {}, {}
                 order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
                 for c in order:
                     try:
-                        elapsed = run_contender(c, s, count, args.timeout, port)
+                        elapsed, cpu = run_contender(c, s, count, args.timeout, port)
                         row[c.label] = count / elapsed
+                        if cpu is not None:
+                            cpu_row[c.label] = cpu / count * 1e6
                     except (RuntimeError, subprocess.TimeoutExpired) as exc:
                         print("  %s: %s" % (c.label, str(exc).splitlines()[0][:300]), flush=True)
                         row[c.label] = None
                 per_round.append(row)
+                cpu_round.append(cpu_row)
                 print("  round %d: %s" % (r + 1, "  ".join(
                     "%s=%s" % (k, "fail" if v is None else "%.0f" % v) for k, v in row.items())),
                     flush=True)
-            results.append(summarize(s, count, rounds, contenders, per_round))
+            results.append(summarize(s, count, rounds, contenders, per_round, cpu_round))
         info["elapsed"] = "%.0f s" % (time.monotonic() - started)
     finally:
         for proc in workers:
@@ -298,35 +338,39 @@ def _gearmand_version(host: str, port: int) -> str:
 
 
 REFERENCE = "C (libgearman)"
+BASELINE = "pygear (baseline)"
 
 
-def summarize(s: Scenario, count: int, rounds: int, contenders, per_round) -> dict:
+def summarize(s: Scenario, count: int, rounds: int, contenders, per_round, cpu_round) -> dict:
     rows = []
     for c in contenders:
         ops = [r[c.label] for r in per_round if r.get(c.label)]
         ratios = [r[c.label] / r[REFERENCE] for r in per_round
                   if r.get(c.label) and r.get(REFERENCE)]
+        cpus = [r[c.label] for r in cpu_round if r.get(c.label)]
         rows.append({"label": c.label,
                      "median_ops": statistics.median(ops) if ops else None,
                      "min_ops": min(ops) if ops else None,
                      "max_ops": max(ops) if ops else None,
                      "completed": len(ops),
-                     "ratio": statistics.median(ratios) if ratios else None})
+                     "ratio": statistics.median(ratios) if ratios else None,
+                     "cpu_us": statistics.median(cpus) if cpus else None})
     return {"scenario": s.name, "title": s.title, "count": count, "rounds": rounds, "rows": rows}
 
 
 def render(info, results, args) -> str:
-    lines = ["| scenario | contender | median ops/s | (min - max) | ratio vs C |",
-             "|---|---|---:|---:|---:|"]
+    lines = ["| scenario | contender | median ops/s | (min - max) | ratio vs C | CPU us/op |",
+             "|---|---|---:|---:|---:|---:|"]
     for res in results:
         for row in res["rows"]:
             if row["median_ops"] is None:
                 lines.append("| %s | %s | did not complete | | |" % (res["title"], row["label"]))
                 continue
             ratio = "" if row["label"] == REFERENCE or row["ratio"] is None else "%.2f" % row["ratio"]
-            lines.append("| %s | %s | %.0f | %.0f - %.0f | %s |" % (
+            cpu = "" if row.get("cpu_us") is None else "%.1f" % row["cpu_us"]
+            lines.append("| %s | %s | %.0f | %.0f - %.0f | %s | %s |" % (
                 res["title"], row["label"], row["median_ops"], row["min_ops"], row["max_ops"],
-                ratio))
+                ratio, cpu))
     head = ["Machine: " + ", ".join("%s: %s" % kv for kv in info.items()),
             "Command: python -m bench " + " ".join(sys.argv[1:]), ""]
     return "\n".join(head + lines)
@@ -342,6 +386,9 @@ def main(argv=None) -> int:
                         help="interpreters for the pygear side (default: this one, and pypy3)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per run before giving up")
     parser.add_argument("--json", help="also write the results as JSON to this file")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="also run the pygear of another checkout (e.g. a git worktree of "
+                             "an older commit) as \"%s\", in the same rounds" % BASELINE)
     args = parser.parse_args(argv)
     return run_suite(args)
 

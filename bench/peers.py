@@ -8,7 +8,10 @@ blocking calls through ctypes, no library; SERIALIZER is ``raw`` or
 ``json`` (pygear only).  MODE is ``do``, ``tasks`` or ``background``, as for the C client
 (``bench/c/client.c``): the client connects first (an echo), then times
 COUNT operations and prints the elapsed seconds.  The worker serves
-FUNCTION as an echo until it is killed.
+FUNCTION as an echo until it is killed.  A client prints the elapsed
+seconds and the CPU seconds this process used.  Run as a script
+(``python bench/peers.py``), it imports whichever pygear PYTHONPATH names:
+that is how ``--baseline`` runs another checkout.
 """
 from __future__ import annotations
 
@@ -198,8 +201,10 @@ def main(argv) -> int:
     if role == "client":
         mode, fn, size, count, host, port = argv[3:9]
         run = {"pygear": pygear_client, "gear": gear_client, "floor": floor_client}[lib]
+        cpu = time.process_time()
         elapsed = run(serializer, mode, fn, int(size), int(count), host, int(port))
-        print("%.6f" % elapsed, flush=True)
+        cpu = time.process_time() - cpu   # connecting included: a few ms at most
+        print("%.6f %.6f" % (elapsed, cpu), flush=True)
         return 0
     if role == "worker":
         fn, host, port = argv[3:6]

@@ -14,7 +14,7 @@ import weakref
 from ctypes import c_int
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from . import _job, _lib, _settings
+from . import _job, _lib, _settings, _stuck
 from ._placement import Health
 from ._probe import Probe, format_server
 from ._sockets import Watch
@@ -74,7 +74,7 @@ class CWorker:
     grab_job() took on it."""
 
     __slots__ = ("ptr", "server", "name", "watch", "c_timeout", "version", "contexts",
-                 "after_job", "jobs", "hot", "__weakref__")
+                 "after_job", "jobs", "hot", "watched", "__weakref__")
 
     def __init__(self, server: Tuple[str, int]) -> None:
         self.server = server
@@ -87,9 +87,11 @@ class CWorker:
         self.after_job = False     # a job was handed out: see _workarounds.GRAB_AFTER_JOB
         self.jobs: Dict[int, Job] = {}   # grab_job()'s open jobs, by C address
         self.hot = True            # may have jobs waiting: ask before sleeping
+        self.watched: Any = None   # what the watchdog knows of it (pygear/_stuck.py)
 
     def open(self, worker: "Worker") -> None:
         settings = worker._settings
+        self.watched = _stuck.watch(worker._gate)
         ptr = _lib.gearman_worker_create(None)
         if not ptr:
             raise MemoryError("gearman_worker_create failed")

@@ -18,11 +18,11 @@ from ctypes import byref, c_int
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import _events, _lib, _report
-from ._events import COMPLETE, EXCEPTION, FAIL, LIVE, WARNING
+from ._events import COMPLETE, EXCEPTION, FAIL
 from ._link import SERVER_FAILURES, CClient, Link, server_failure
-from ._wait import WAITING, Deadline, drive
+from ._wait import NEVER, WAITING, Deadline, drive
 from .errors import ERROR, RETURN_CODES, GearmanError, error_for
-from .serializers import decode
+from .serializers import RAW, decode
 
 if TYPE_CHECKING:
     from .client import Client
@@ -45,59 +45,38 @@ ADD_TASK = {
 
 
 class DoJob:
-    """What the trampolines record about the one job of a ``do*`` call."""
+    """The one job of a ``do*`` call, and what its events said.
 
-    __slots__ = ("data", "report", "event", "error")
+    Its C client's callbacks pause the run loop (_events.pausers), so each
+    event is read here (``take``), between two C calls, from the task
+    libgearman holds paused: which event it is, from the task's return code
+    (the do C client hears only of warnings and the three endings)."""
 
-    def __init__(self) -> None:
-        self.data: Optional[bytes] = None
-        self.report: Optional[bytes] = None     # a held-back exception report
-        self.event: Optional[int] = None        # the final event, once it came
-        self.error: Optional[BaseException] = None
+    __slots__ = ("addr", "data", "report", "event")
 
-    def on_event(self, kind: int, addr: int) -> int:
-        if kind == COMPLETE:
-            self.data, self.event = _events.payload(addr), COMPLETE
-        elif kind == WARNING:
-            # do* reports only the final payload; a warning matters only as
-            # the report before a WORK_FAIL (pygear/_report.py).
-            data = _events.payload(addr)
-            self.report = data if _report.looks_like_report(data) else None
-        elif kind == EXCEPTION:
-            data = _events.payload(addr)
-            if not data:
-                exc = _lib.gearman_task_exception(addr)
-                if exc.c_str and exc.size:
-                    from ctypes import string_at
-                    data = string_at(exc.c_str, exc.size)
-            self.data, self.event = data, EXCEPTION
-        elif kind == FAIL:
+    def take(self, rc: int) -> None:
+        """The event libgearman paused on: ``rc`` says which (_events.PAUSED)."""
+        addr = self.addr
+        if rc == PAUSE:               # WORK_COMPLETE
+            size = _lib.gearman_task_data_size(addr)
+            ptr = _lib.gearman_task_data(addr) if size else None
+            self.data = _events.string_at(ptr, size) if ptr else b""
+            self.event = COMPLETE
+        elif rc == WORK_FAIL:
             if self.report is not None:
                 self.data, self.event = self.report, EXCEPTION
             else:
                 self.event = FAIL
-        return SUCCESS
-
-    def failed(self, exc: BaseException) -> None:
-        self.error = exc
-
-
-def _run_alone(cc: CClient, ms: int) -> Any:
-    """A step of the wait loop: run the C client's one task for a slice."""
-    ptr = cc.ptr
-    if ms != cc.c_timeout:
-        cc.set_timeout(ms)
-    run, wait = _lib.gearman_client_run_tasks, _lib.gearman_client_wait
-    while True:
-        rc = run(ptr)
-        if rc == IO_WAIT:
-            waited = wait(ptr)
-            if waited == SUCCESS:
-                continue
-            if waited == TIMEOUT:
-                return WAITING
-            return waited
-        return rc
+        elif rc == WORK_EXCEPTION:
+            exc = _lib.gearman_task_exception(addr)
+            self.data = _events.string_at(exc.c_str, exc.size) if exc.c_str and exc.size else \
+                _events.payload(addr)
+            self.event = EXCEPTION
+        else:                         # WORK_WARNING
+            # do* reports only the final payload; a warning
+            # matters as the report before a WORK_FAIL (pygear/_report.py).
+            data = _events.payload(addr)
+            self.report = data if _report.looks_like_report(data) else None
 
 
 def _left_behind(exc: BaseException, cc: CClient, addr: int, link: Link) -> None:
@@ -111,18 +90,97 @@ def _left_behind(exc: BaseException, cc: CClient, addr: int, link: Link) -> None
             pass
 
 
-def submit(client: "Client", priority: str, background: bool, fn: bytes, uq: bytes,
+def submit(client: "Client", add: Any, background: bool, fn: bytes, uq: bytes,
            key: Optional[bytes], data: bytes) -> Any:
-    """Run one job (or queue it, ``background``); returns its outcome."""
+    """Run one job (or queue it, ``background``) and return its outcome.
+
+    The one path for every do* call, kept lean: each Python step between
+    two round trips is on the critical path (bench/: CPU per job)."""
     settings = client._settings
-    links = client._live_links()
-    metrics = settings.metrics
-    started = time.monotonic() if metrics is not None else 0.0
-    if metrics is not None:
-        metrics.submitted(fn.decode("utf-8", "replace"))
+    if settings.metrics is not None:
+        return _recorded(client, settings.metrics, add, background, fn, uq, key, data)
+    deadline = NEVER if settings.timeout < 0 else Deadline(settings.timeout)
+    links = client._links
+    order = links if len(links) == 1 else client._placement.order(links, key)
+    failures: List[BaseException] = []
+    i = 0
+    while i < len(order):
+        link = order[i]
+        cc = link.do
+        if cc is None or cc.busy or cc.version != settings.version or not cc.ptr:
+            try:
+                cc = link.do_client(client, deadline, len(order) - i)
+            except BaseException as exc:
+                if not server_failure(exc):
+                    raise
+                failures.append(exc)
+                i += 1
+                continue
+        addr = add(cc.ptr, None, None, fn, uq, data or None, len(data), cc.rc_ref)
+        if not addr:
+            raise client._record(cc.error(cc.rc.value, _submitting(fn)))
+        # Until this call ends well, the C client holds an unfinished task:
+        # whatever cuts it short (even a second Ctrl-C while it cleans up)
+        # leaves it busy, and busy it is dropped before any further use.
+        cc.busy = True
+        if background:
+            record = None
+        else:
+            record = cc.job = cc.record       # one per C client, reset for each job
+            record.addr, record.data, record.report, record.event = addr, None, None, None
+        try:
+            rc = drive(client._gate, deadline, cc.run_alone, _timed_out, client, fn)
+        except BaseException as exc:
+            _left_behind(exc, cc, addr, link)
+            link.drop(cc)
+            if isinstance(exc, GearmanError):
+                client._record(exc)
+            raise
+        if rc == SUCCESS:
+            cc.busy, cc.worked = False, True
+            try:
+                if record is None:
+                    raw = _lib.gearman_task_job_handle(addr)
+                    if raw:
+                        handle = raw.decode("utf-8", "replace")
+                        if len(links) > 1:
+                            client._issued(handle, link)
+                        return {"result": None, "job_handle": handle, "server": link.name}
+                elif record.event == COMPLETE:
+                    serializer = settings.serializer
+                    return record.data if serializer is RAW else serializer.loads(record.data)
+                return _outcome(client, cc, addr, record, fn)
+            finally:
+                _lib.gearman_task_free(addr)
+        failure = cc.error(rc, _submitting(fn))
+        link.drop(cc)       # the task is not finished: never freed alone
+        if rc not in SERVER_FAILURES:
+            raise client._record(failure)
+        failures.append(failure)
+        if cc.worked:
+            # A connection that had worked: the server may have restarted.
+            # Once more, on a fresh one (which has not worked yet: once only).
+            order = list(order)
+            order.insert(i + 1, link)
+        else:
+            link.failed_with(failure)
+        i += 1
+    raise client._record(failures[-1] if failures else error_for(
+        RETURN_CODES["NO_SERVERS"], "%s failed: no job server was given (add_server or "
+        "add_servers)" % _submitting(fn)))
+
+
+def _recorded(client: "Client", metrics: Any, add: Any, background: bool, fn: bytes,
+              uq: bytes, key: Optional[bytes], data: bytes) -> Any:
+    """``submit``, counted and timed in the client's metrics recorder."""
+    name = fn.decode("utf-8", "replace")
+    started = time.monotonic()
+    metrics.submitted(name)
     outcome: Optional[str] = "error"
+    settings = client._settings
     try:
-        result = _submit(client, links, priority, background, fn, uq, key, data)
+        settings.metrics = None
+        result = submit(client, add, background, fn, uq, key, data)
         # a background job ends on a worker, not here: it is only counted submitted
         outcome = None if background else "complete"
         return result
@@ -131,84 +189,26 @@ def submit(client: "Client", priority: str, background: bool, fn: bytes, uq: byt
                    TIMEOUT: "timeout"}.get(exc.code or -1, "error")
         raise
     finally:
-        if metrics is not None and outcome is not None:
-            metrics.finished(fn.decode("utf-8", "replace"), outcome, time.monotonic() - started)
+        settings.metrics = metrics
+        if outcome is not None:
+            metrics.finished(name, outcome, time.monotonic() - started)
 
 
-def _submit(client: "Client", links: List[Link], priority: str, background: bool, fn: bytes,
-            uq: bytes, key: Optional[bytes], data: bytes) -> Any:
-    deadline = Deadline(client._settings.timeout)
-    add = getattr(_lib, ADD_TASK[priority, background])
-    rc_out = c_int(SUCCESS)
-    last: Optional[BaseException] = None
-    order = client._placement.order(links, key)
-    retried = set()
-    while order:
-        link = order[0]
-        reused = link.do is not None and link.do.ptr is not None
-        try:
-            cc = link.do_client(client, deadline)
-        except BaseException as exc:
-            if not server_failure(exc):
-                raise
-            last = exc
-            order.pop(0)
-            continue
-        addr = add(cc.ptr, None, None, fn, uq, data or None, len(data), byref(rc_out))
-        if not addr:
-            raise client._record(cc.error(rc_out.value, _submitting(fn)))
-        record = None if background else DoJob()
-        if record is not None:
-            LIVE[addr] = record
-        try:
-            rc = drive(client._gate, deadline, lambda ms: _run_alone(cc, ms),
-                       lambda: client._timeout_error(_submitting(fn)))
-        except BaseException as exc:
-            LIVE.pop(addr, None)
-            _left_behind(exc, cc, addr, link)
-            link.drop(cc)
-            if isinstance(exc, GearmanError):
-                client._record(exc)
-            raise
-        LIVE.pop(addr, None)
-        if rc == SUCCESS:
-            try:
-                return _outcome(client, cc, addr, record, link, fn)
-            finally:
-                _lib.gearman_task_free(addr)
-        if rc == PAUSE and record is not None and record.error is not None:
-            link.drop(cc)
-            raise record.error
-        failure = cc.error(rc, _submitting(fn))
-        link.drop(cc)       # the task is not finished: never freed alone
-        if rc not in SERVER_FAILURES:
-            raise client._record(failure)
-        last = failure
-        if reused and link not in retried:
-            retried.add(link)   # a connection that had worked: the server may have
-            continue            # restarted; once more on a fresh one, then it is down
-        link.failed_with(failure)
-        order.pop(0)
-    if last is None:
-        last = error_for(RETURN_CODES["NO_SERVERS"], "%s failed: no job server was given "
-                         "(add_server or add_servers)" % _submitting(fn))
-    raise client._record(last)
+def _timed_out(client: "Client", fn: bytes) -> BaseException:
+    """The TIMEOUT a do* call raises, made only if it comes to that."""
+    return client._timeout_error(_submitting(fn))
 
 
 def _submitting(fn: bytes) -> str:
     return "submitting job to %r" % fn.decode("utf-8", "replace")
 
 
-def _outcome(client: "Client", cc: CClient, addr: int, record: Optional[DoJob], link: Link,
+def _outcome(client: "Client", cc: CClient, addr: int, record: Optional[DoJob],
              fn: bytes) -> Any:
+    """Every outcome but the usual two (a result, a handle)."""
     if record is None:
-        raw = _lib.gearman_task_job_handle(addr)
-        if not raw:
-            raise client._record(error_for(RETURN_CODES["UNKNOWN_STATE"],
-                                           "%s: the server sent no job handle" % _submitting(fn)))
-        handle = raw.decode("utf-8", "replace")
-        client._issued(handle, link)
-        return {"result": None, "job_handle": handle, "server": link.name}
+        raise client._record(error_for(RETURN_CODES["UNKNOWN_STATE"],
+                                       "%s: the server sent no job handle" % _submitting(fn)))
     serializer = client._settings.serializer
     if record.event == COMPLETE:
         return decode(serializer, record.data or b"")
@@ -237,8 +237,7 @@ def _status_once(client: "Client", link: Link, key: bytes, by_unique: bool,
     if not addr:
         raise client._record(cc.error(rc_out.value, what))
     try:
-        rc = drive(client._gate, deadline, lambda ms: _run_alone(cc, ms),
-                   lambda: client._timeout_error(what))
+        rc = drive(client._gate, deadline, cc.run_alone, lambda: client._timeout_error(what))
     except BaseException:
         link.drop(cc)
         raise
@@ -261,7 +260,7 @@ def status(client: "Client", key: bytes, by_unique: bool, server: Optional[Link]
     deadline = Deadline(client._settings.timeout)
     if server is not None:
         return _status_once(client, server, key, by_unique, deadline)
-    links = client._live_links()
+    links = client._links
     if not links:
         raise client._record(error_for(RETURN_CODES["NO_SERVERS"],
                                        "job status failed: no job server was given"))

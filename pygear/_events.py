@@ -1,8 +1,9 @@
 """The C callbacks through which libgearman reports on tasks.
 
-One trampoline per event kind, created at import (so under the import lock,
-once, before any C client exists) and kept for the life of the process, so
-C can never call a freed one.  A trampoline finds the Python record of the
+A batch's C clients (``run_tasks``) get one trampoline per event kind,
+created at import (so under the import lock, once, before any C client
+exists) and kept for the life of the process, so C can never call a freed
+one.  A ``do*`` C client gets ``pausers()`` instead: no Python at all.  A trampoline finds the Python record of the
 task by its address in ``LIVE`` and hands it the event; the record (a
 ``Task`` of a batch, or the ``DoJob`` of one ``do*`` call) answers with the
 code libgearman goes on with.  Records are in ``LIVE`` exactly while their C
@@ -16,7 +17,9 @@ run loop return with the event kept.
 """
 from __future__ import annotations
 
-from ctypes import string_at
+import ctypes
+from functools import partial
+from itertools import cycle
 from typing import Any, Dict, Protocol
 
 from . import _lib
@@ -36,6 +39,9 @@ class Record(Protocol):
 
 
 LIVE: Dict[int, Any] = {}
+
+# ctypes.string_at is a Python function around this one: a frame less per copy.
+string_at = getattr(ctypes, "_string_at", ctypes.string_at)
 
 
 def payload(addr: int) -> bytes:
@@ -72,8 +78,37 @@ DO_KINDS = (WARNING, COMPLETE, EXCEPTION, FAIL)
 BATCH_KINDS = tuple(range(len(NAMES)))
 
 
-def install(ptr: Any, kinds: Any) -> None:
-    """Point a fresh C client's callbacks at the trampolines (libgearman
-    copies them into each task when it is added)."""
-    for kind in kinds:
-        getattr(_lib, "gearman_client_set_%s_fn" % NAMES[kind])(ptr, TRAMPOLINES[kind])
+def batch_callbacks() -> Dict[int, Any]:
+    return {kind: TRAMPOLINES[kind] for kind in BATCH_KINDS}
+
+
+def pausers() -> Dict[int, Any]:
+    """The callbacks of a C client that runs one task at a time (``do*``).
+
+    They run no Python code at all, so nothing (no signal handler either)
+    can interrupt them: each is a builtin, ``next`` over a cycle of its
+    kind's code in PAUSED, then SUCCESS.  libgearman calls a callback, gets
+    that code, and returns it from run_tasks with the event's packet still
+    held; pygear reads the event there, outside C (pygear/_do.py), and the
+    next run_tasks calls the same callback again, which now answers
+    SUCCESS, and goes on.  A pause is
+    always followed by its resumption (or by the C client's end), so the
+    cycle never gets out of step; each C client has its own, kept alive as
+    long as it is."""
+    return {kind: _lib.task_fn(partial(next, cycle((PAUSED[kind], SUCCESS))))
+            for kind in DO_KINDS}
+
+
+# What run_tasks returns when a pauser paused it: libgearman hands back any
+# code but SUCCESS (and IO_WAIT) a callback returns, so each kind has its own
+# and pygear needs not ask the task which event it was.
+PAUSED = {WARNING: RETURN_CODES["WORK_WARNING"], COMPLETE: PAUSE,
+          EXCEPTION: RETURN_CODES["WORK_EXCEPTION"], FAIL: RETURN_CODES["WORK_FAIL"]}
+PAUSE_CODES = frozenset(PAUSED.values())
+
+
+def install(ptr: Any, callbacks: Dict[int, Any]) -> None:
+    """Point a fresh C client's callbacks (libgearman copies them into each
+    task when it is added)."""
+    for kind, fn in callbacks.items():
+        getattr(_lib, "gearman_client_set_%s_fn" % NAMES[kind])(ptr, fn)

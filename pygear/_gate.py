@@ -8,7 +8,10 @@ it then runs only after ``Gate.enter``:
   is, inside one of its callbacks, job functions or log functions
   (``pygear.ERROR`` at once: libgearman is not re-entrant);
 - the object's lock is held (calls from several threads take turns);
-- the thread's signals are blocked (pygear/_signals.py).
+- the thread's signals are blocked (pygear/_signals.py) before any C call
+  that may call back into Python (``shield``): a batch's run, a worker's
+  work, anything on a handle with a log function.  ``do*`` calls need not:
+  no Python runs inside C for them (_events.pausers).
 
 Setters (``@setting``) take the lock too, except from inside a callback,
 where the running call holds it: they change only pygear's settings record,
@@ -24,6 +27,7 @@ object; nothing is freed while C still uses it.
 from __future__ import annotations
 
 import functools
+import platform
 import threading
 import weakref
 from typing import Any, Callable, Optional, TypeVar, cast
@@ -34,6 +38,8 @@ from .errors import ERROR
 F = TypeVar("F", bound=Callable[..., Any])
 _get_ident = threading.get_ident
 
+_ALWAYS_SHIELD = platform.python_implementation() != "CPython"
+
 # How long close() from another thread waits for a blocked call to notice
 # (it looks once per wait slice, 50 ms) before leaving the freeing to it.
 _CLOSE_WAIT = 0.5
@@ -43,7 +49,7 @@ class Gate:
     """Who may use one pygear object's C handles, and when."""
 
     __slots__ = ("_lock", "owner", "kind", "closed", "close_requested", "close_deferred",
-                 "_free", "parked", "send_lock")
+                 "closing", "_free", "parked", "send_lock", "token", "shield_all")
 
     def __init__(self, kind: str, free: Callable[[], None]) -> None:
         self._lock = threading.Lock()
@@ -52,6 +58,7 @@ class Gate:
         self.closed = False
         self.close_requested = False      # close() from another thread: interrupt the call
         self.close_deferred = False       # close() from inside: when the call returns
+        self.closing = False              # either: leave() frees the object
         # frees every C handle (lock held); weak, or the owner -> gate ->
         # owner cycle would keep a dropped Client alive until the cycle GC
         self._free = weakref.WeakMethod(free)  # type: ignore[arg-type]
@@ -61,37 +68,75 @@ class Gate:
         # helper thread), one at a time under ``send_lock``.
         self.parked = False
         self.send_lock = threading.Lock()
+        # Whether this call blocked the thread's signals (None: it did not;
+        # False: it did; True: an outer call had already).
+        self.token: Optional[bool] = None
+        # Every call shields: a C handle of this object has a log function
+        # (Python that C may call anywhere), or ctypes callbacks are Python
+        # themselves (PyPy).
+        self.shield_all = _ALWAYS_SHIELD
 
     # --- calls -------------------------------------------------------------
-    def enter(self) -> bool:
-        """Start a call; returns the token for ``leave``."""
-        me = _get_ident()
-        if self.owner == me:
-            raise self.reentry_error()
-        if self.closed:
-            raise self.closed_error()
-        self._lock.acquire()
+    def enter(self, shield: bool = False) -> None:
+        """Start a call (pair it with ``leave`` in a finally); ``shield``:
+        the call will run C that calls back into Python (``shield()``)."""
+        if not self._lock.acquire(False):
+            self._wait_turn()            # another thread's call, or re-entry
         if self.closed:
             self._lock.release()
             raise self.closed_error()
-        self.owner = me
-        try:
-            return _signals.block()
-        except BaseException:
-            self.owner = None
-            self._lock.release()
-            raise
+        self.owner = _get_ident()
+        if shield or self.shield_all:
+            try:
+                self.shield()
+            except BaseException:   # a signal that was already pending raises here
+                self.owner = None
+                self._lock.release()
+                raise
 
-    def leave(self, token: bool) -> None:
+    def _wait_turn(self) -> None:
+        if self.owner == _get_ident():
+            raise self.reentry_error()
+        self._lock.acquire()
+
+    def shield(self) -> None:
+        """Block the calling thread's signals for the rest of this call:
+        before any C call that may call back into Python (pygear/_signals.py).
+        A signal already pending has its handler run (and raise) here."""
+        if self.token is None:
+            # _signals.block(), inlined: this runs on hot paths
+            state = _signals.threads.get(self.owner) or _signals.mine()   # type: ignore[arg-type]
+            if state.blocked:
+                self.token = True
+                return
+            self.token = False
+            state.blocked = True
+            try:
+                _signals.mask(_signals.BLOCK, _signals.ALL_REF, state.saved_ref)
+            except BaseException:
+                _signals.mask(_signals.SETMASK, state.saved_ref, None)
+                state.blocked = False
+                self.token = None
+                raise
+
+    def leave(self) -> None:
         """End a call: a close() asked for meanwhile is done now; pending
         signals are delivered last, once everything is consistent."""
-        try:
-            if (self.close_requested or self.close_deferred) and not self.closed:
-                self._close_now()
-        finally:
-            self.owner = None
-            self._lock.release()
-            _signals.restore(token)
+        if self.closing:
+            try:
+                if not self.closed:
+                    self._close_now()
+            finally:
+                self.closing = False
+                self.leave()
+            return
+        me, token = self.owner, self.token
+        self.owner = self.token = None
+        self._lock.release()
+        if token is False:   # _signals.restore(), inlined; pending signals raise here
+            state = _signals.threads[me]   # type: ignore[index]
+            state.blocked = False
+            _signals.mask(_signals.SETMASK, state.saved_ref, None)
 
     def inside(self) -> bool:
         """Whether the calling thread is inside a call on this object."""
@@ -129,9 +174,9 @@ class Gate:
         if self.closed:
             return
         if self.owner == _get_ident():
-            self.close_deferred = True    # inside a callback: done by leave()
+            self.close_deferred = self.closing = True   # inside a callback: done by leave()
             return
-        self.close_requested = True
+        self.close_requested = self.closing = True
         if not self._lock.acquire(timeout=_CLOSE_WAIT):
             return                    # the owner is in user code: leave() frees
         try:
@@ -142,6 +187,7 @@ class Gate:
 
     def _close_now(self) -> None:
         self.closed = True
+        self.closing = False
         free = self._free()
         if free is not None:
             free()
@@ -161,11 +207,11 @@ def entry(method: F) -> F:
     @functools.wraps(method)
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         gate = self._gate
-        token = gate.enter()
+        gate.enter()
         try:
             return method(self, *args, **kwargs)
         finally:
-            gate.leave(token)
+            gate.leave()
     return cast(F, call)
 
 

@@ -17,13 +17,16 @@ its turn like any other call.
 """
 from __future__ import annotations
 
+import ctypes
 from ctypes import string_at
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 
 import logging
+import platform
+import sys
 import time
 
-from . import _lib, _report, _signals, _stuck
+from . import _lib, _report, _signals
 from ._wait import SLICE_MS
 from .errors import ERROR, RETURN_CODES, error_for
 from .serializers import JSON, RAW, decode, encode
@@ -68,13 +71,6 @@ class Job:
             self._handle = _text(_lib.gearman_job_handle(ptr)) or ""
             self._function = _text(_lib.gearman_job_function_name(ptr)) or ""
             self._unique = _text(_lib.gearman_job_unique(ptr))
-
-    def _disown(self) -> None:
-        """libgearman frees the C job now: keep what the Job may be asked,
-        and let go of the worker (a Job kept by the user must not keep it)."""
-        self._read_ids()
-        self._ptr = None
-        self._worker = self._cw = None
 
     # --- reading ------------------------------------------------------------------
     def workload(self) -> Any:
@@ -199,43 +195,53 @@ class WorkloadError(ValueError):
 
 def run(worker: "Worker", job_ptr: int, name: str, cw: "CWorker") -> bool:
     """Called by _on_job: run the function and reply.  False: give the
-    job back (libgearman drops the connection; gearmand requeues it)."""
-    job = Job(worker, cw, job_ptr)
-    entry_ = worker._settings.functions.get(name)
-    fn = entry_[0] if entry_ else None
-    metrics = worker._settings.metrics
-    started = time.monotonic()
+    job back (libgearman drops the connection; gearmand requeues it).
+    Every line here is on each job's path (bench/: CPU per job)."""
+    job = Job.__new__(Job)      # no __init__: a Python call less per job
+    job._worker, job._cw, job._ptr = worker, cw, job_ptr
+    settings = worker._settings
+    job._serializer = settings.serializer
+    job._finished, job._outcome = False, "complete"
+    job._handle = job._function = job._unique = None
+    size = _lib.gearman_job_workload_size(job_ptr)
+    data = _lib.gearman_job_workload(job_ptr) if size else None
+    job._raw = _string_at(data, size) if data else b""
+    fn = settings.functions[name][0]
+    metrics = settings.metrics
+    started = _monotonic() if metrics is not None else 0.0
     outcome = "complete"
+    gate, watched = worker._gate, cw.watched
     try:
         if fn is None:
             job.send_fail()   # registered for grab_job only: never leave it hanging
             outcome = "fail"
             return True
-        gate = worker._gate
         worker._current = job
-        gate.parked = True
-        _stuck.pause(getattr(worker, "_watch_token", 0), True)
+        gate.parked, watched.since = True, None     # user code: not the watchdog's business
         try:
             result = _signals.run_unblocked(fn, job)
         except Exception as exc:
+            _unpark(gate, watched)
             outcome = "exception"
-            log.warning("job function %r raised on job %s", name, job.handle(),
-                        exc_info=exc)
-            _unpark(worker)
+            log.warning("job function %r raised on job %s", name, job.handle(), exc_info=exc)
             if not job._finished:
                 job._send_report(exc)
             return True
         except BaseException as exc:
             # Ctrl-C, SystemExit: the worker stops, the job goes back.
-            _unpark(worker)
+            _unpark(gate, watched)
             outcome = "given back"      # not an outcome: the job runs again elsewhere
             if worker._pending is None:
                 worker._pending = exc
             return job._finished
-        _unpark(worker)
+        send_lock = gate.send_lock      # a helper thread's send finishes first
+        send_lock.acquire()
+        gate.parked = False
+        send_lock.release()
+        watched.since = _monotonic()
         if job._finished:
             return True
-        serializer = worker._settings.serializer
+        serializer = settings.serializer
         if serializer is RAW and type(result) is bytes:
             data = result
         else:
@@ -253,16 +259,37 @@ def run(worker: "Worker", job_ptr: int, name: str, cw: "CWorker") -> bool:
         return True
     finally:
         worker._current = None
-        job._disown()
+        # libgearman frees the C job now.  A Job nothing else holds can
+        # never be asked again: copying its identity out (three C calls)
+        # is only worth it for one the function kept (_REFS_OF_A_LOCAL).
+        if _REFS_OF_A_LOCAL is None or _getrefcount(job) > _REFS_OF_A_LOCAL:
+            job._read_ids()
+        job._ptr = job._worker = job._cw = None
         if metrics is not None and outcome != "given back":
             metrics.job_done(name, job._outcome if outcome == "complete" else outcome,
-                             time.monotonic() - started)
+                             _monotonic() - started)
 
-def _unpark(worker: "Worker") -> None:
-    gate = worker._gate
+
+def _refs_of_a_local() -> Optional[int]:
+    """sys.getrefcount of an object held by one local variable (and the
+    call's own argument), on CPython; None elsewhere (always copy)."""
+    if platform.python_implementation() != "CPython":
+        return None
+    obj = object()
+    return sys.getrefcount(obj)
+
+
+_REFS_OF_A_LOCAL = _refs_of_a_local()
+_string_at = getattr(ctypes, "_string_at", string_at)   # string_at's C part: a frame less
+_getrefcount = getattr(sys, "getrefcount", None)
+_monotonic = time.monotonic
+
+
+def _unpark(gate: Any, watched: Any) -> None:
     with gate.send_lock:        # a helper thread's send finishes first
         gate.parked = False
-    _stuck.pause(getattr(worker, "_watch_token", 0), False)
+    watched.since = _monotonic()
+
 
 def send(worker: "Worker", job: Job, c_fn: Callable[..., int], what: str,
          args: Tuple[Any, ...]) -> None:
@@ -273,11 +300,11 @@ def send(worker: "Worker", job: Job, c_fn: Callable[..., int], what: str,
                 return _send_now(worker, job, c_fn, what, args)
     if gate.inside():
         return _send_now(worker, job, c_fn, what, args)
-    token = gate.enter()
+    gate.enter()
     try:
         _send_now(worker, job, c_fn, what, args)
     finally:
-        gate.leave(token)
+        gate.leave()
 
 def _send_now(worker: "Worker", job: Job, c_fn: Callable[..., int], what: str,
               args: Tuple[Any, ...]) -> None:
@@ -287,11 +314,12 @@ def _send_now(worker: "Worker", job: Job, c_fn: Callable[..., int], what: str,
                     % job.handle())
     if cw.c_timeout is None or cw.c_timeout < SLICE_MS:
         cw.set_timeout(SLICE_MS)    # how often a blocked send polls meanwhile
-    token = _stuck.watch(cw.watch.fd if cw.watch else None, None, worker._gate)
+    watched = cw.watched
+    outer, watched.since = watched.since, _monotonic()
     try:
         rc = c_fn(job._ptr, *args)
     finally:
-        _stuck.done(token)
+        watched.since = outer
     if rc != SUCCESS:
         raise worker._record(error_for(rc, "job %s: %s failed: %s"
                                      % (job.handle(), what, _lib.strerror(rc))))

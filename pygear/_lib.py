@@ -213,7 +213,8 @@ _LIBC_PROTOTYPES = [
     ("sigfillset", c_int, [ctypes.POINTER(sigset_t)]),
     ("sigdelset", c_int, [ctypes.POINTER(sigset_t), c_int]),
 ]
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+# The process's own symbols include libc's (no ldconfig subprocess to find it).
+_libc = ctypes.CDLL(None, use_errno=True)
 for _name, _restype, _argtypes in _LIBC_PROTOTYPES:
     _fn = getattr(_libc, _name)
     _fn.restype = _restype

@@ -20,6 +20,7 @@ registered a task in ``_events.LIVE`` removes it before that.
 """
 from __future__ import annotations
 
+from ctypes import byref, c_int
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import _events, _lib, _settings
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from .client import Client
 
 SUCCESS = RETURN_CODES["SUCCESS"]
+IO_WAIT = RETURN_CODES["IO_WAIT"]
+PAUSE_CODES = _events.PAUSE_CODES
 TIMEOUT = RETURN_CODES["TIMEOUT"]
 # Codes after which the server, not the job, is at fault: it is marked
 # down, its C clients dropped, and its jobs go to the next server.
@@ -46,33 +49,51 @@ def server_failure(exc: BaseException) -> bool:
     return isinstance(exc, GearmanError) and exc.code in SERVER_FAILURES
 
 
+def _DoRecord() -> Any:
+    from ._do import DoJob
+    return DoJob.__new__(DoJob)
+
+
 class CClient:
     """One gearman_client_st talking to one server."""
 
-    __slots__ = ("ptr", "link", "kinds", "watch", "c_timeout", "version")
+    __slots__ = ("ptr", "link", "callbacks", "watch", "c_timeout", "version", "rc", "rc_ref",
+                 "job", "busy", "record", "worked")
 
-    def __init__(self, link: "Link", kinds: Any) -> None:
+    def __init__(self, link: "Link", callbacks: Any) -> None:
         self.link = link
-        self.kinds = kinds
+        self.callbacks = callbacks        # the CFUNCTYPE objects C may call: kept with it
+        self.job: Any = None              # the DoJob a do* runs on it (pygear/_do.py)
+        self.busy = False                 # a do* is running on it (or was cut short)
+        self.worked = False               # a do* ended well on it
         self.ptr: Any = None
         self.watch: Optional[Watch] = None
         self.c_timeout: Optional[int] = None
         self.version = -1
+        self.rc = c_int(SUCCESS)          # add_task's out-parameter, reused
+        self.rc_ref = byref(self.rc)
+        self.record = _DoRecord()         # what a do*'s events said (pygear/_do.py)
 
-    def open(self, client: "Client", deadline: Deadline) -> None:
+    def open(self, client: "Client", deadline: Deadline, alternatives: int = 1) -> None:
         """Check the server (pygear/_probe.py), make the C client from the
         settings record, connect, and ask for exceptions; a server that
-        does not manage it within the connect timeout has failed."""
+        does not manage it within the connect timeout has failed.  With
+        ``alternatives`` other servers that could take the job and a finite
+        timeout, one server gets at most its share of the time left, so
+        that a silent one cannot use up the whole call."""
         settings = client._settings
         link = self.link
-        connect = deadline.within(settings.connect_timeout)
+        budget = settings.connect_timeout
+        left = deadline.left_ms()
+        if alternatives > 1 and left >= 0:
+            budget = max(1, min(budget, left // alternatives))
+        connect = deadline.within(budget)
 
         def too_slow() -> BaseException:
             if deadline.passed():
                 return client._timeout_error("connecting to %s" % link.name)
             return error_for(RETURN_CODES["COULD_NOT_CONNECT"],
-                             "the job server %s did not answer within %d ms (the connect "
-                             "timeout)" % (link.name, settings.connect_timeout))
+                             "the job server %s did not answer within %d ms" % (link.name, budget))
 
         probe = Probe(link.server)
         try:
@@ -86,15 +107,17 @@ class CClient:
         try:
             _lib.gearman_client_remove_servers(ptr)   # _workarounds.ENV_SERVERS
             _lib.gearman_client_add_options(ptr, _lib.CLIENT_NON_BLOCKING)
-            _events.install(ptr, self.kinds)
-            _settings.apply_client(settings, ptr)
+            _events.install(ptr, self.callbacks)
+            if _settings.apply_client(settings, ptr):
+                client._gate.shield_all = True   # its log function is Python, called from C
             self.version = settings.version
             host, port = link.server
             rc = _lib.gearman_client_add_server(ptr, host.encode("utf-8"), port)
             if rc != SUCCESS:
                 raise self.error(rc, "adding the job server %s" % link.name)
             self.watch = Watch(link.server)   # libgearman opens its socket next
-            drive(client._gate, connect, self._ask_for_exceptions, too_slow, self.watch)
+            drive(client._gate, connect, self._ask_for_exceptions, too_slow,
+                  connection=self.watch)
         except BaseException:
             self.discard()
             raise
@@ -114,6 +137,26 @@ class CClient:
         if ms != self.c_timeout:
             _lib.gearman_client_set_timeout(self.ptr, ms)
             self.c_timeout = ms
+
+    def run_alone(self, ms: int) -> Any:
+        """A step of the wait loop: run this C client's one task (do*,
+        status) for at most a slice of ``ms``.  A PAUSE is an event of the
+        task (_events.pausers): its job reads it, and the run goes on."""
+        ptr = self.ptr
+        if ms != self.c_timeout:
+            self.set_timeout(ms)
+        run, wait = _lib.gearman_client_run_tasks, _lib.gearman_client_wait
+        while True:
+            rc = run(ptr)
+            if rc == IO_WAIT:
+                rc = wait(ptr)
+                if rc == SUCCESS:
+                    continue
+                return WAITING if rc == TIMEOUT else rc
+            if rc in PAUSE_CODES:
+                self.job.take(rc)
+                continue
+            return rc
 
     def error(self, rc: int, what: str) -> GearmanError:
         raw = _lib.gearman_client_error(self.ptr) if self.ptr else None
@@ -165,30 +208,30 @@ class Link:
         self.rtt: Optional[float] = None
         self.live = 0                     # batch tasks in its C client
 
-    def do_client(self, client: "Client", deadline: Deadline) -> CClient:
+    def do_client(self, client: "Client", deadline: Deadline, alternatives: int = 1) -> CClient:
         cc = self.do
-        if cc is not None and cc.ptr and cc.version == client._settings.version:
+        if cc is not None and cc.ptr and cc.version == client._settings.version and not cc.busy:
             return cc
         if cc is not None:
             cc.discard()
-        cc = self.do = CClient(self, _events.DO_KINDS)
+        cc = self.do = CClient(self, _events.pausers())
         try:
-            cc.open(client, deadline)
+            cc.open(client, deadline, alternatives)
         except BaseException as exc:
             self.do = None
             self.failed_with(exc)
             raise
         return cc
 
-    def batch_client(self, client: "Client", deadline: Deadline) -> CClient:
+    def batch_client(self, client: "Client", deadline: Deadline, alternatives: int = 1) -> CClient:
         cc = self.batch
         if cc is not None and cc.ptr and (cc.version == client._settings.version or self.live):
             return cc
         if cc is not None:
             cc.discard()
-        cc = self.batch = CClient(self, _events.BATCH_KINDS)
+        cc = self.batch = CClient(self, _events.batch_callbacks())
         try:
-            cc.open(client, deadline)
+            cc.open(client, deadline, alternatives)
         except BaseException as exc:
             self.batch = None
             self.failed_with(exc)

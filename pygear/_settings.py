@@ -98,8 +98,9 @@ class WorkerSettings(Settings):
         return other
 
 
-def apply_client(settings: Settings, ptr: Any) -> None:
-    """Everything the record says, on a fresh C client."""
+def apply_client(settings: Settings, ptr: Any) -> bool:
+    """Everything the record says, on a fresh C client; True when it got a
+    log function (Python that C calls: its calls must then be shielded)."""
     if settings.identifier:
         _check(_lib.gearman_client_set_identifier(ptr, settings.identifier,
                                                   len(settings.identifier)),
@@ -110,6 +111,7 @@ def apply_client(settings: Settings, ptr: Any) -> None:
                                        _log.c_verbosity(settings.log_verbose))
     if settings.ssl is not None:
         _lib.gearman_client_set_ssl(ptr, True, *settings.ssl)
+    return key is not None
 
 
 def apply_worker(settings: WorkerSettings, ptr: Any) -> None:

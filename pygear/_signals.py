@@ -29,7 +29,7 @@ from __future__ import annotations
 import signal
 import threading
 from ctypes import byref
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Dict, TypeVar
 
 from . import _lib
 
@@ -44,20 +44,16 @@ _lib.sigfillset(byref(_ALL))
 for _sig in _NEVER_BLOCKED:
     _lib.sigdelset(byref(_ALL), int(_sig))
 del _sig
-_ALL_REF = byref(_ALL)
-_mask = _lib.pthread_sigmask
-_BLOCK, _SETMASK = _lib.SIG_BLOCK, _lib.SIG_SETMASK
+_ALL_REF = ALL_REF = byref(_ALL)
+_mask = mask = _lib.pthread_sigmask
+_BLOCK, _SETMASK = BLOCK, SETMASK = _lib.SIG_BLOCK, _lib.SIG_SETMASK
 
 
-def _tick() -> None:
-    """A Python call: entering it runs any signal handler whose flag is
-    already tripped, so that it raises here, where pygear expects it, and
-    not at the next bytecode boundary, which could be inside a callback."""
+class _Thread:
+    """One thread's state: whether pygear has its signals blocked, and the
+    mask it had before (the one user code runs with)."""
 
-
-class _ThreadMask(threading.local):
-    """This thread's state: whether pygear has its signals blocked, and
-    the mask it had before (the one user code runs with)."""
+    __slots__ = ("blocked", "saved", "saved_ref")
 
     def __init__(self) -> None:
         self.blocked = False
@@ -65,65 +61,71 @@ class _ThreadMask(threading.local):
         self.saved_ref = byref(self.saved)
 
 
-_state = _ThreadMask()
+# By thread ident (a dict lookup is the cheapest per-thread state: this runs
+# on every call).  An ident a finished thread leaves is reused by the next
+# thread, whose state is then as that one left it: not blocked.
+_threads: Dict[int, _Thread] = {}
+threads = _threads          # for the Gate, which inlines block() and restore()
+_get_ident = threading.get_ident
+
+
+def mine() -> _Thread:
+    ident = _get_ident()
+    state = _threads.get(ident)
+    if state is None:
+        state = _threads[ident] = _Thread()
+    return state
 
 
 def block() -> bool:
     """Block this thread's asynchronous signals.  Returns whether they were
     blocked already (pass it to ``restore``): pygear calls nest when a
-    callback of one object uses another."""
-    state = _state
+    callback of one object uses another.  A signal already pending has its
+    handler run (and raise) as this returns, before any C call."""
+    state = _threads.get(_get_ident()) or mine()
     if state.blocked:
         return True
     _mask(_BLOCK, _ALL_REF, state.saved_ref)
     state.blocked = True
-    try:
-        _tick()   # a signal that came just before: its handler runs now
-    except BaseException:
-        state.blocked = False
-        _mask(_SETMASK, state.saved_ref, None)
-        raise
     return False
 
 
 def restore(was_blocked: bool) -> None:
     """Undo ``block``: the thread's own mask again, unless an outer call
-    still has the signals blocked.  Pending signals are delivered here."""
+    still has the signals blocked.  A pending signal's handler runs as the
+    mask call returns (CPython checks for signals right after a C call
+    returns; checked on 3.9 to 3.13), that is here, where pygear expects it."""
     if not was_blocked:
-        state = _state
+        state = _threads[_get_ident()]
         state.blocked = False
         _mask(_SETMASK, state.saved_ref, None)
-        _tick()
 
 
 def let_in() -> None:
     """Between two slices of a blocking call: deliver what is pending (its
     handler runs, and may raise, here) and block again."""
-    state = _state
-    if state.blocked:
+    state = _threads.get(_get_ident())
+    if state is not None and state.blocked:
         try:
             _mask(_SETMASK, state.saved_ref, None)
-            _tick()
         finally:
             _mask(_BLOCK, _ALL_REF, None)
-            _tick()
 
 
 def run_unblocked(fn: Callable[..., T], *args: Any) -> T:
     """Run user code that C called with the thread's own signal mask, and
     block again before pygear's code goes on.  The caller must already be
     inside a ``try`` that catches what ``fn`` (or a signal handler) raises."""
-    state = _state
-    if not state.blocked:
+    state = _threads.get(_get_ident())
+    if state is None or not state.blocked:
         return fn(*args)
     state.blocked = False
     try:
         _mask(_SETMASK, state.saved_ref, None)
         return fn(*args)
     finally:
-        _mask(_BLOCK, _ALL_REF, None)
-        state.blocked = True
-        _tick()   # a signal that came as fn returned raises here, inside the caller's try
+        _mask(_BLOCK, _ALL_REF, None)   # a signal that came as fn returned raises here,
+        state.blocked = True            # inside the caller's try
 
 
 def block_forever() -> None:

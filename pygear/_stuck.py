@@ -6,76 +6,62 @@ out, so a server that stopped reading holds it) and a receive stuck on a
 packet the server never finishes.  Signals are blocked meanwhile, and even
 unblocked, ``gearman_wait`` retries poll() on EINTR.
 
-The watchdog thread below watches each such call of a worker's C handle,
-with the socket it uses (pygear/_sockets.py).  When the call's deadline has
-passed, a close() from another thread is waiting, or a signal is pending
-(Ctrl-C while the call holds it back), it shuts the socket down: libgearman
-then fails the call with LOST_CONNECTION, the worker drops that C handle,
-and gearmand gives the job to another worker.  Time spent in the job
-function itself (user code) is never counted.
+Each C worker is watched from its creation (``watch``) to its end; around
+each C call the Worker stamps it (``Watched.since``, ``.deadline``: plain
+attribute stores, as this is on every job's path), and clears ``since``
+while the job function runs (user code is never counted).  The watchdog
+thread looks every 50 ms: when a watched call has run past its deadline,
+while a close() from another thread waits, or while a signal is pending
+(Ctrl-C the call holds back), it shuts the socket down (pygear/_sockets.py
+found it): libgearman fails the call with LOST_CONNECTION, the worker drops
+that C worker, and gearmand gives the job to another worker.
 """
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import socket
 import threading
 import time
-from typing import Any, Dict, Optional
+import weakref
+from typing import Any, Optional
 
 from . import _signals
 
 _PERIOD = 0.05
-_GRACE = 0.1          # past the deadline before the socket is shut
+_GRACE = 0.1          # past the deadline, or a signal held this long, before acting
 
 
-class _Call:
-    __slots__ = ("fd", "deadline", "gate", "paused", "pending_since")
+class Watched:
+    """What the watchdog knows of one C worker."""
 
-    def __init__(self, fd: int, deadline: Optional[float], gate: Any) -> None:
-        self.fd, self.deadline, self.gate = fd, deadline, gate
-        self.paused = False
+    __slots__ = ("fd", "gate", "since", "deadline", "pending_since", "__weakref__")
+
+    def __init__(self, gate: Any) -> None:
+        self.gate = gate
+        self.fd: Optional[int] = None           # its socket, once adopted
+        self.since: Optional[float] = None      # in a C call since (None: not)
+        self.deadline: Optional[float] = None   # that call's deadline (monotonic)
         self.pending_since: Optional[float] = None
 
 
-_calls: Dict[int, _Call] = {}
-_ids = itertools.count(1)
-_wake = threading.Event()
+_watched: "weakref.WeakSet[Watched]" = weakref.WeakSet()
 _thread: Optional[threading.Thread] = None
 _start_lock = threading.Lock()
+_handled = frozenset()
 
 
-def watch(fd: Optional[int], deadline: Optional[float], gate: Any) -> int:
-    """A C call on ``fd`` starts; returns its token (0: not watched)."""
-    if fd is None:
-        return 0
-    token = next(_ids)
-    _calls[token] = _Call(fd, deadline, gate)
-    if _thread is None:
-        _start()
-    _wake.set()
-    return token
-
-
-def done(token: int) -> None:
-    if token:
-        _calls.pop(token, None)
-
-
-def pause(token: int, paused: bool) -> None:
-    call = _calls.get(token)
-    if call is not None:
-        call.paused = paused
-
-
-def _start() -> None:
+def watch(gate: Any) -> Watched:
+    """A new C worker: watched for as long as its Watched lives."""
     global _thread
-    with _start_lock:
-        if _thread is None:
-            thread = threading.Thread(target=_run, name="pygear-watchdog", daemon=True)
-            thread.start()
-            _thread = thread
+    w = Watched(gate)
+    _watched.add(w)
+    if _thread is None:
+        with _start_lock:
+            if _thread is None:
+                _thread = threading.Thread(target=_run, name="pygear-watchdog", daemon=True)
+                _thread.start()
+    return w
 
 
 def _signal_pending() -> bool:
@@ -103,25 +89,21 @@ def _shut(fd: int) -> None:
 def _run() -> None:
     _signals.block_forever()
     while True:
-        if not _calls:
-            _wake.clear()
-            _wake.wait()
         time.sleep(_PERIOD)
+        busy = [w for w in list(_watched) if w.since is not None and w.fd is not None]
+        if not busy:
+            continue
         now = time.monotonic()
-        pending = None
-        for call in list(_calls.values()):
-            if call.paused:
-                continue
-            late = call.deadline is not None and now > call.deadline + _GRACE
-            if pending is None:
-                pending = _signal_pending()
+        pending = _signal_pending()
+        for w in busy:
             if pending:
-                if call.pending_since is None:
-                    call.pending_since = now
+                if w.pending_since is None:
+                    w.pending_since = now
             else:
-                call.pending_since = None
-            held = call.pending_since is not None and now - call.pending_since > _GRACE
-            if late or held or getattr(call.gate, "close_requested", False):
-                _shut(call.fd)
-                call.deadline = None
-                call.paused = True      # once is enough
+                w.pending_since = None
+            late = w.deadline is not None and now > w.deadline + _GRACE
+            held = w.pending_since is not None and now - w.pending_since > _GRACE
+            if late or held or getattr(w.gate, "close_requested", False):
+                fd, w.fd = w.fd, None      # once is enough: the C worker is dropped after
+                if fd is not None:
+                    _shut(fd)

@@ -107,6 +107,7 @@ class TaskBook:
     def run(self, client: "Client", deadline: Deadline, one_pass: bool) -> None:
         """``run_tasks``: until every task ended (``one_pass``: send what can
         be sent, handle what has arrived, and return)."""
+        client._gate.shield()       # the task callbacks are Python that C calls
         try:
             while self.waiting or self.live:
                 self._place(client, deadline)
@@ -136,7 +137,7 @@ class TaskBook:
 
     def _place(self, client: "Client", deadline: Deadline) -> None:
         """Move waiting tasks into C, each on its server, up to a window each."""
-        links = client._live_links()
+        links = client._links
         if not links:
             raise client._record(error_for(RETURN_CODES["NO_SERVERS"], "running tasks "
                                            "failed: no job server was given"))
@@ -148,7 +149,7 @@ class TaskBook:
             if link is None:
                 break
             try:
-                cc = link.batch_client(client, deadline)
+                cc = link.batch_client(client, deadline, len(links) - len(refused))
             except BaseException as exc:
                 if not server_failure(exc):
                     raise
@@ -267,6 +268,7 @@ class TaskBook:
 
     def wait(self, client: "Client", deadline: Deadline) -> None:
         """``Client.wait`` in non-blocking mode: one wait for I/O."""
+        client._gate.shield()
         busy = [link.batch for link in client._links
                 if link.live and link.batch is not None and link.batch.ptr]
         if busy:

@@ -14,20 +14,21 @@ import itertools
 import os
 import uuid
 
-_prefix = b""
-_counter = itertools.count()
+prefix = b""
+counter = itertools.count()
 
 
 def _new_prefix() -> None:
-    global _prefix, _counter
+    global prefix, counter
     text = str(uuid.uuid4())           # 8-4-4-4-12 hex digits
-    _prefix = text[:24].encode("ascii")   # the last 12 digits are the counter's
-    _counter = itertools.count()
+    prefix = text[:24].encode("ascii")   # the last 12 digits are the counter's
+    counter = itertools.count()
 
 
 def new_unique() -> bytes:
-    """A key no other job of any process gets: 36 bytes, UUID-shaped."""
-    return b"%s%012x" % (_prefix, next(_counter))
+    """A key no other job of any process gets: 36 bytes, UUID-shaped
+    (the do* methods build it inline: ``b"%s%012x" % (prefix, next(counter))``)."""
+    return b"%s%012x" % (prefix, next(counter))
 
 
 _new_prefix()

@@ -52,7 +52,7 @@ class Deadline:
         return cls(-1)
 
     def within(self, ms: int) -> "Deadline":
-        """The earlier of this deadline and ``ms`` from now."""
+        """The earlier of this deadline and ``ms`` from now (a new one)."""
         other = Deadline(ms)
         if self.at is not None and (other.at is None or self.at < other.at):
             other.at = self.at
@@ -77,6 +77,9 @@ class Deadline:
         return max(0, int((self.at - time.monotonic()) * 1000))
 
 
+NEVER = Deadline(-1)    # shared: a Deadline is never changed once made
+
+
 class Interruptible(Protocol):
     def interrupted(self) -> bool: ...
     def closed_error(self) -> Exception: ...
@@ -89,13 +92,15 @@ class Connection(Protocol):
 
 
 def drive(gate: Interruptible, deadline: Deadline, step: Callable[[int], Any],
-          on_timeout: Callable[[], BaseException],
+          on_timeout: Callable[..., BaseException], *why: Any,
           connection: Optional[Connection] = None) -> Any:
-    """Run ``step`` slice after slice until it returns a result."""
+    """Run ``step`` slice after slice until it returns a result; past the
+    deadline, raise ``on_timeout(*why)``."""
+    forever = deadline.at is None
     while True:
-        ms = deadline.slice_ms()
+        ms = SLICE_MS if forever else deadline.slice_ms()
         if ms == 0:
-            raise on_timeout()
+            raise on_timeout(*why)
         result = step(ms)
         if connection is not None and connection.unadopted:
             connection.adopt()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Dict, Iterable, List, Optional, TypeVar, Union
 
-from . import _args, _do, _lib
+from . import _args, _do, _lib, _unique
 from ._args import Name, Server
 from ._events import COMPLETE, CREATED, DATA, EXCEPTION, FAIL, STATUS, WARNING
 from ._events import NAMES as _EVENT_NAMES
@@ -25,7 +25,7 @@ from ._taskbook import TaskBook
 from ._unique import new_unique
 from ._wait import Deadline
 from .errors import RETURN_CODES, GearmanError, error_for
-from .serializers import check_serializer, encode
+from .serializers import RAW, check_serializer, encode
 
 E = TypeVar("E", bound=BaseException)
 __all__ = ["Client", "Task"]
@@ -33,6 +33,42 @@ __all__ = ["Client", "Task"]
 Callback = Callable[[Task], Any]
 Servers = Union[str, Iterable[str]]
 _HANDLES_REMEMBERED = 100_000
+
+
+def _job_method(priority: str, background: bool, doc: str) -> Callable[..., Any]:
+    """One of the six do* methods.  Each is one Python call down to the C
+    calls (every step here is on the critical path of a round trip): the
+    Gate's entry, the argument checks, then pygear/_do.py."""
+    c_name = _do.ADD_TASK[priority, background]
+
+    def method(self: "Client", function: Name, workload: Any,
+               unique: Optional[Name] = None) -> Any:
+        gate = self._gate
+        gate.enter()
+        try:
+            if type(function) is str and "\0" not in function:
+                fn = function.encode("utf-8")
+                if not fn or len(fn) >= _lib.FUNCTION_MAX_SIZE:
+                    fn = _args.function_name(function)   # says what is wrong
+            else:
+                fn = _args.function_name(function)
+            if unique is None:
+                key, uq = None, b"%s%012x" % (_unique.prefix, next(_unique.counter))
+            else:
+                key = uq = _args.unique_key(unique)
+            serializer = self._settings.serializer
+            if serializer is RAW and type(workload) is bytes:
+                data = workload
+            else:
+                data = encode(serializer, workload, "workload")
+            return _do.submit(self, getattr(_lib, c_name), background, fn, uq, key, data)
+        finally:
+            gate.leave()
+
+    method.__name__ = method.__qualname__ = ("do_%s" % priority).replace("_normal", "") + \
+        ("_background" if background else "")
+    method.__doc__ = doc
+    return method
 
 
 class Client:
@@ -143,9 +179,6 @@ class Client:
         self._links = []
         self._settings.servers = []
         self._issuers.clear()
-
-    def _live_links(self) -> List[Link]:
-        return self._links
 
     def _issued(self, handle: str, link: Link) -> None:
         if len(self._links) > 1:
@@ -286,48 +319,16 @@ class Client:
         return self._last_errno
 
     # --- jobs ---------------------------------------------------------------------------
-    def _job(self, priority: str, background: bool, function: Name, workload: Any,
-             unique: Optional[Name]) -> Any:
-        fn = _args.function_name(function)
-        key = _args.unique_key(unique)
-        data = encode(self._settings.serializer, workload, "workload")
-        return _do.submit(self, priority, background, fn, key or new_unique(), key, data)
-
-    @entry
-    def do(self, function: Name, workload: Any, unique: Optional[Name] = None) -> Any:
-        """Run a job at normal priority and return its deserialized result.
-        Raises WORK_FAIL when the worker failed it, WORK_EXCEPTION (with the
-        report as ``.payload``) when the worker's function raised."""
-        return self._job("normal", False, function, workload, unique)
-
-    @entry
-    def do_high(self, function: Name, workload: Any, unique: Optional[Name] = None) -> Any:
-        """``do`` at high priority."""
-        return self._job("high", False, function, workload, unique)
-
-    @entry
-    def do_low(self, function: Name, workload: Any, unique: Optional[Name] = None) -> Any:
-        """``do`` at low priority."""
-        return self._job("low", False, function, workload, unique)
-
-    @entry
-    def do_background(self, function: Name, workload: Any,
-                      unique: Optional[Name] = None) -> Dict[str, Any]:
-        """Queue a job; returns {"result": None, "job_handle": "H:host:N",
-        "server": "host:port"} once the server said it holds it."""
-        return self._job("normal", True, function, workload, unique)  # type: ignore[no-any-return]
-
-    @entry
-    def do_high_background(self, function: Name, workload: Any,
-                           unique: Optional[Name] = None) -> Dict[str, Any]:
-        """``do_background`` at high priority."""
-        return self._job("high", True, function, workload, unique)  # type: ignore[no-any-return]
-
-    @entry
-    def do_low_background(self, function: Name, workload: Any,
-                          unique: Optional[Name] = None) -> Dict[str, Any]:
-        """``do_background`` at low priority."""
-        return self._job("low", True, function, workload, unique)  # type: ignore[no-any-return]
+    do = _job_method("normal", False, """Run a job at normal priority and return its
+        deserialized result.  Raises WORK_FAIL when the worker failed it,
+        WORK_EXCEPTION (with the report as ``.payload``) when the worker's
+        function raised.""")
+    do_high = _job_method("high", False, """``do`` at high priority.""")
+    do_low = _job_method("low", False, """``do`` at low priority.""")
+    do_background = _job_method("normal", True, """Queue a job; returns {"result": None,
+        "job_handle": "H:host:N", "server": "host:port"} once the server said it holds it.""")
+    do_high_background = _job_method("high", True, """``do_background`` at high priority.""")
+    do_low_background = _job_method("low", True, """``do_background`` at low priority.""")
 
     @entry
     def job_status(self, job_handle: Union[str, bytes],

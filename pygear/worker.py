@@ -25,13 +25,13 @@ import weakref
 from ctypes import byref, c_int
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
-from . import _args, _lib, _settings, _stuck
+from . import _args, _lib, _settings
 from ._gate import Gate, entry, setting
 from ._job import Job, WorkloadError
 from ._link import SERVER_FAILURES
 from ._cworker import BACKOFF_MAX, CWorker, WorkerServer
 from ._probe import Probe
-from ._wait import SLICE_MS, WAITING, Deadline, drive
+from ._wait import NEVER, SLICE_MS, WAITING, Deadline, drive
 from .errors import RETURN_CODES, GearmanError, error_for
 from .serializers import check_serializer
 
@@ -39,6 +39,7 @@ E = TypeVar("E", bound=BaseException)
 __all__ = ["Worker", "Job", "WorkloadError"]
 
 log = logging.getLogger("pygear")
+_monotonic = time.monotonic
 JobFunction = Callable[[Job], Any]
 Servers = Union[str, Iterable[str]]
 
@@ -67,6 +68,7 @@ class Worker:
         self._ref = weakref.ref(self)
         self._turn = itertools.count()
         self._current: Optional[Job] = None             # the job its function runs
+        self._deadline = NEVER                          # the running call's
         self._last_error: Optional[GearmanError] = None
         env = os.environ.get("GEARMAN_SERVERS")
         if env:
@@ -122,6 +124,7 @@ class Worker:
         other._ref = weakref.ref(other)
         other._turn = itertools.count()
         other._current = None
+        other._deadline = NEVER
         other._last_error = None
         return other
 
@@ -338,17 +341,28 @@ class Worker:
         server.health.recovered()
         return cw
 
-    def _work_on(self, server: WorkerServer, cw: CWorker, ms: int, deadline: Deadline) -> Any:
+    def _work_on(self, server: WorkerServer, cw: CWorker, ms: int) -> Any:
         """One gearman_worker_work call on one server; True after a job."""
-        cw.set_timeout(ms)
-        token = _stuck.watch(cw.watch.fd if cw.watch else None, deadline.at, self._gate)
-        self._watch_token = token
+        if ms != cw.c_timeout:
+            cw.set_timeout(ms)
+        watched = cw.watched             # for the watchdog (pygear/_stuck.py)
+        watched.deadline = self._deadline.at
+        watched.since = _monotonic()
         try:
             rc = _lib.gearman_worker_work(cw.ptr)
         finally:
-            _stuck.done(token)
+            watched.since = None
+        if rc == SUCCESS and self._pending is None:
+            cw.after_job = cw.hot = True
+            return True
+        return self._after_work(server, cw, rc)
+
+    def _after_work(self, server: WorkerServer, cw: CWorker, rc: int) -> Any:
+        """Whatever else a gearman_worker_work call ended with."""
         if cw.watch is not None and cw.watch.unadopted:
             cw.watch.adopt()
+            watched_fd = cw.watch.fd
+            cw.watched.fd = watched_fd
         pending, self._pending = self._pending, None
         if pending is not None:
             server.drop()        # the job was given back with the connection
@@ -368,11 +382,16 @@ class Worker:
         raise self._record(failure)
 
     # --- working ------------------------------------------------------------------------
-    @entry
     def work(self) -> bool:
         """Take one job from any server and run its function; True once done.
         Raises pygear.TIMEOUT when no job came within the timeout."""
-        return self._work(Deadline(self._settings.timeout))
+        gate = self._gate
+        gate.enter(shield=True)     # the job function is Python that C calls
+        try:
+            timeout = self._settings.timeout
+            return self._work(NEVER if timeout < 0 else Deadline(timeout))
+        finally:
+            gate.leave()
 
     def _work(self, deadline: Deadline) -> bool:
         if not self._settings.functions:
@@ -381,29 +400,46 @@ class Worker:
         if not self._servers:
             raise self._record(error_for(RETURN_CODES["NO_SERVERS"],
                                          "work failed: no job server was given"))
-        if len(self._servers) == 1:
-            return drive(self._gate, deadline, lambda ms: self._step_one(ms, deadline),
-                         lambda: self._timeout_error("waiting for a job"))   # type: ignore
-        return drive(self._gate, deadline, lambda ms: self._step_many(ms, deadline),
-                     lambda: self._timeout_error("waiting for a job"))   # type: ignore
+        self._deadline = deadline
+        step = self._step_one if len(self._servers) == 1 else self._step_many
+        return drive(self._gate, deadline, step, self._timeout_error,   # type: ignore
+                     "waiting for a job")
 
-    def _step_one(self, ms: int, deadline: Deadline) -> Any:
+    def _step_one(self, ms: int) -> Any:
+        """A step of the wait loop with one server: libgearman waits (this
+        is _work_on for the usual case, inlined: each line is on every job's
+        path)."""
         server = self._servers[0]
+        cw = server.cw
+        if cw is not None and cw.ptr and cw.version == self._settings.version:
+            if ms != cw.c_timeout:
+                cw.set_timeout(ms)
+            watched = cw.watched             # for the watchdog (pygear/_stuck.py)
+            watched.deadline, watched.since = self._deadline.at, _monotonic()
+            try:
+                rc = _lib.gearman_worker_work(cw.ptr)
+            finally:
+                watched.since = None
+            if rc == SUCCESS and self._pending is None:
+                cw.after_job = True
+                return True
+            return self._after_work(server, cw, rc)
         if not server.health.up:
             time.sleep(min(ms, SLICE_MS) / 1000.0)   # down: wait out its backoff
             return WAITING
         try:
-            cw = self._ready(server, deadline, blocking=True)
+            cw = self._ready(server, self._deadline, blocking=True)
         except GearmanError as exc:
             if exc.code not in SERVER_FAILURES:
                 raise
             time.sleep(min(ms, SLICE_MS) / 1000.0)   # the server is down: try again
             return WAITING
         assert cw is not None
-        return self._work_on(server, cw, ms, deadline)
+        return self._work_on(server, cw, ms)
 
-    def _step_many(self, ms: int, deadline: Deadline) -> Any:
+    def _step_many(self, ms: int) -> Any:
         """Each server's C worker in turn; then one poll() over their sockets."""
+        deadline = self._deadline
         servers = self._servers
         start = next(self._turn) % len(servers)
         order = servers[start:] + servers[:start]
@@ -416,7 +452,7 @@ class Worker:
                     continue
                 if cw.hot or cw.watch is None or cw.watch.fd is None:
                     slice_ms = max(_MIN_GRAB_MS, 4 * server.rtt_ms)
-                    if self._work_on(server, cw, min(ms, slice_ms), deadline) is True:
+                    if self._work_on(server, cw, min(ms, slice_ms)) is True:
                         return True
                 if server.cw is not None and server.cw.watch is not None \
                         and server.cw.watch.fd is not None:
@@ -468,13 +504,15 @@ class Worker:
             if cw is None:
                 continue
             cw.set_timeout(min(ms, max(_MIN_GRAB_MS, 4 * server.rtt_ms)))
-            token = _stuck.watch(cw.watch.fd if cw.watch else None, deadline.at, self._gate)
+            watched = cw.watched
+            watched.deadline, watched.since = deadline.at, _monotonic()
             try:
                 ptr = _lib.gearman_worker_grab_job(cw.ptr, None, byref(rc))
             finally:
-                _stuck.done(token)
+                watched.since = None
             if cw.watch is not None and cw.watch.unadopted:
                 cw.watch.adopt()
+                watched.fd = cw.watch.fd
             if ptr and ptr.value is not None:
                 cw.after_job = True
                 job = Job(self, cw, ptr)
@@ -525,7 +563,7 @@ class Worker:
         done = 0
         stop = getattr(until, "is_set", until)
         while stop is None or not stop():
-            token = self._gate.enter()
+            self._gate.enter(shield=True)
             try:
                 ran = self._serve_once(stop)
             except GearmanError as exc:
@@ -533,7 +571,7 @@ class Worker:
                     raise
                 ran = False
             finally:
-                self._gate.leave(token)
+                self._gate.leave()
             done += bool(ran)
         return done
 

@@ -196,10 +196,7 @@ def test_in_process_worker_survives_restart(servers):
 
 # --- several servers, the first one down ----------------------------------------------
 
-@pytest.mark.parametrize("first", ["refused", "killed", pytest.param(
-    "black_hole", marks=pytest.mark.xfail(
-        reason="a first server that accepts but never answers makes do() raise TIMEOUT "
-               "instead of moving on to the live server", strict=False))])
+@pytest.mark.parametrize("first", ["refused", "killed", "black_hole"])
 def test_multi_server_first_down(servers, workers, first):
     live = servers()
     fn = unique_name("multi")

@@ -13,6 +13,13 @@ from .worker import Job, Worker
 __version__ = "0.5.0"
 
 
+def features() -> dict:
+    """What the loaded libgearman can do, read from the library file itself:
+    ``{"version", "tls_client", "tls_worker", "tls_reason", "ssl_library", ...}``."""
+    from . import _tls
+    return _tls.features()
+
+
 def libgearman_version() -> str:
     """gearman_version() of the loaded libgearman (loading it if needed)."""
     from . import _lib
@@ -22,4 +29,4 @@ def libgearman_version() -> str:
 
 __all__ = ["Admin", "Client", "Task", "Worker", "Job", "JSON", "RAW", "PICKLE",
            "GearmanError", "ERROR", "LibraryNotFound", "NotSupported",
-           "describe_returncode", "libgearman_version"]
+           "describe_returncode", "features", "libgearman_version"]

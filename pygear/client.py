@@ -16,7 +16,7 @@ from collections import deque
 from ctypes import byref, c_int
 from typing import Any, Callable, Dict, Optional, Union
 
-from . import _lib
+from . import _lib, _tls
 from ._base import (CONNECTION_CODES, IO_WAIT, PAUSE, SLICE_MS, SUCCESS, TIMEOUT, Deadline,
                     Handle, c_names, parse_servers, to_bytes)
 from .errors import RETURN_CODES, error_for
@@ -143,6 +143,8 @@ class Client(Handle):
         trampolines = _trampolines()
         for kind in _ALWAYS_KINDS | self._installed:
             getattr(_lib, "gearman_client_set_%s_fn" % kind)(ptr, trampolines[kind])
+        if getattr(self, "_ssl", None):   # a replaced C client keeps TLS
+            _lib.gearman_client_set_ssl(ptr, True, *self._ssl)
 
     def _recreate(self, rotate: bool) -> None:
         """Swap in a fresh C client and send the unfinished tasks again.
@@ -242,6 +244,17 @@ class Client(Handle):
     def get_options(self) -> Dict[str, bool]:
         self._p()
         return dict(self._user_options)
+
+    def set_ssl(self, ca_file: Optional[str] = None, certificate: Optional[str] = None,
+                key: Optional[str] = None) -> None:
+        """Talk TLS to the servers.  Raises NotSupported, saying why, where the
+        loaded libgearman cannot (pygear.features()); then nothing changed."""
+        files = _tls.check_files(ca_file=ca_file, certificate=certificate, key=key)
+        _tls.require("client")
+        with self._lock:
+            ssl = (files["ca_file"], files["certificate"], files["key"])
+            _lib.gearman_client_set_ssl(self._p(), True, *ssl)
+            self._ssl = ssl
 
     # --- exceptions option ------------------------------------------------------
 

@@ -23,7 +23,7 @@ import weakref
 from ctypes import byref, c_int, string_at
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
-from . import _lib
+from . import _lib, _tls
 from ._base import (CONNECTION_CODES, NO_JOBS, SLICE_MS, SUCCESS, TIMEOUT, Deadline, c_names,
                     Handle, to_bytes)
 from .errors import ERROR, GearmanError, RETURN_CODES, error_for
@@ -320,6 +320,8 @@ class Worker(Handle):
         # TIMEOUT_RETURN: an idle slice returns TIMEOUT instead of looping in C.
         _lib.gearman_worker_set_timeout(ptr, SLICE_MS)
         self._c_timeout = SLICE_MS
+        if getattr(self, "_ssl", None):   # a replaced C worker keeps TLS
+            _lib.gearman_worker_set_ssl(ptr, True, *self._ssl)
 
     def _renew(self) -> None:
         """Swap in a fresh C worker with the same settings and functions.
@@ -460,6 +462,17 @@ class Worker(Handle):
     def namespace(self) -> Optional[str]:
         raw = _lib.gearman_worker_namespace(self._p())
         return raw.decode("utf-8", "replace") if raw else None
+
+    def set_ssl(self, ca_file: Optional[str] = None, certificate: Optional[str] = None,
+                key: Optional[str] = None) -> None:
+        """Talk TLS to the servers.  Raises NotSupported, saying why, where the
+        loaded libgearman cannot (pygear.features()); then nothing changed."""
+        files = _tls.check_files(ca_file=ca_file, certificate=certificate, key=key)
+        _tls.require("worker")
+        with self._lock:
+            ssl = (files["ca_file"], files["certificate"], files["key"])
+            _lib.gearman_worker_set_ssl(self._p(), True, *ssl)
+            self._ssl = ssl
 
 
     # --- working --------------------------------------------------------------------

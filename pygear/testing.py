@@ -14,6 +14,12 @@ Fixtures:
 - ``gearman_worker_process``: ``start(functions, serializer="json")`` runs
   a worker serving ``{"name": callable}`` in a child process (spawn, not
   fork) until the test ends.
+- ``gearmand_cluster``: three private gearmands for one test (always
+  private, even with ``GEARMAN_SERVER`` set), with ``.addresses``,
+  ``.servers``, ``kill(i)`` and ``restart(i)``.  Ask for other options with
+  ``@pytest.mark.gearmand_cluster(count=2, queue="sqlite")`` (or indirect
+  parametrization with a dict); ``gearmand_cluster_factory(count, queue)``
+  makes as many clusters as a test wants.
 """
 from __future__ import annotations
 
@@ -26,9 +32,11 @@ from typing import Callable, Dict, Iterator, List, Optional
 import pytest
 
 from ._base import parse_servers
-from ._server import GearmandProcess, find_gearmand, wait_for_port
+from ._server import GearmandCluster, GearmandProcess, find_gearmand, wait_for_port
 
 ENV_SERVER = "GEARMAN_SERVER"
+NO_GEARMAND = ("no gearmand: set %s=host:port or install gearmand "
+               "(apt-get install gearman-job-server)" % ENV_SERVER)
 
 
 class GearmandServer:
@@ -64,8 +72,7 @@ def start_gearmand() -> GearmandServer:
             pytest.fail("%s=%s does not answer: %s" % (ENV_SERVER, named, exc))
         return GearmandServer(host, port)
     if find_gearmand() is None:
-        pytest.skip("no gearmand: set %s=host:port or install gearmand "
-                    "(apt-get install gearman-job-server)" % ENV_SERVER)
+        pytest.skip(NO_GEARMAND)
     process = GearmandProcess().start()
     return GearmandServer(process.host, process.port, process)
 
@@ -78,6 +85,49 @@ def gearmand() -> Iterator[GearmandServer]:
     finally:
         if server.process is not None:
             server.process.stop()
+
+
+@pytest.fixture
+def gearmand_cluster_factory() -> Iterator[Callable[..., GearmandCluster]]:
+    """``make(count=3, queue=None)`` starts a cluster of private gearmands;
+    every cluster made is stopped when the test ends."""
+    if find_gearmand() is None:
+        pytest.skip("no gearmand binary, and gearmand_cluster starts its own "
+                    "(apt-get install gearman-job-server)")
+    clusters: List[GearmandCluster] = []
+
+    def make(count: int = 3, queue: Optional[str] = None) -> GearmandCluster:
+        cluster = GearmandCluster(count, queue=queue)
+        clusters.append(cluster)
+        return cluster.start()
+
+    try:
+        yield make
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+
+
+@pytest.fixture
+def gearmand_cluster(request, gearmand_cluster_factory) -> GearmandCluster:
+    """Three private gearmands, or what ``@pytest.mark.gearmand_cluster(...)``
+    (or an indirect parameter: a count or a dict) asks for."""
+    options: Dict = {}
+    marker = request.node.get_closest_marker("gearmand_cluster")
+    if marker is not None:
+        options.update(zip(("count", "queue"), marker.args))
+        options.update(marker.kwargs)
+    param = getattr(request, "param", None)
+    if param is not None:
+        options.update(param if isinstance(param, dict) else {"count": param})
+    return gearmand_cluster_factory(**options)
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "gearmand_cluster(count=3, queue=None): how many private gearmands "
+        "the gearmand_cluster fixture starts; queue='sqlite' keeps background jobs "
+        "across kill(i) and restart(i)")
 
 
 def _connected(cls, server: GearmandServer):

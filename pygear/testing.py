@@ -25,14 +25,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import time
 import uuid
-from typing import Callable, Dict, Iterator, List, Optional
+import warnings
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 import pytest
 
 from ._base import parse_servers
-from ._server import GearmandCluster, GearmandProcess, find_gearmand, wait_for_port
+from ._server import GearmandCluster, GearmandProcess, find_gearmand
 
 ENV_SERVER = "GEARMAN_SERVER"
 NO_GEARMAND = ("no gearmand: set %s=host:port or install gearmand "
@@ -61,15 +63,39 @@ class GearmandServer:
         return "<gearmand %s%s>" % (self.address, " (external)" if self.external else "")
 
 
+def _wait_for_named(named: str, host: str, port: int, timeout: float = 10.0) -> None:
+    """Until the GEARMAN_SERVER answers an admin ``version``; fails at once
+    when it refuses connections or its name does not resolve (nothing will
+    change that by waiting), else after ``timeout``."""
+    from .admin import Admin
+    from .errors import GearmanError
+    hint = ("start it (docker compose up -d gearmand) or unset %s" % ENV_SERVER)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=2.0).close()
+            with Admin(host, port, timeout=2.0) as admin:   # a port forwarder accepts
+                admin.version()                             # before gearmand is up
+            return
+        except ConnectionRefusedError as exc:
+            pytest.fail("%s=%s refuses connections (%s): %s"
+                        % (ENV_SERVER, named, exc.strerror or exc, hint), pytrace=False)
+        except socket.gaierror as exc:
+            pytest.fail("%s=%s: cannot resolve %s (%s)" % (ENV_SERVER, named, host, exc),
+                        pytrace=False)
+        except (OSError, GearmanError) as exc:
+            if time.monotonic() > deadline:
+                pytest.fail("%s=%s does not answer within %.0f s (%s): %s"
+                            % (ENV_SERVER, named, timeout, exc, hint), pytrace=False)
+            time.sleep(0.1)
+
+
 def start_gearmand() -> GearmandServer:
     """The GEARMAN_SERVER, or a fresh private gearmand; skips when neither."""
     named = os.environ.get(ENV_SERVER)
     if named:
         (host, port), = parse_servers(named)
-        try:
-            wait_for_port(host, port, timeout=10.0)
-        except TimeoutError as exc:
-            pytest.fail("%s=%s does not answer: %s" % (ENV_SERVER, named, exc))
+        _wait_for_named(named, host, port)
         return GearmandServer(host, port)
     if find_gearmand() is None:
         pytest.skip(NO_GEARMAND)
@@ -78,13 +104,15 @@ def start_gearmand() -> GearmandServer:
 
 
 @pytest.fixture(scope="session")
-def gearmand() -> Iterator[GearmandServer]:
+def gearmand(request) -> Iterator[GearmandServer]:
     server = start_gearmand()
     try:
         yield server
     finally:
         if server.process is not None:
             server.process.stop()
+        else:
+            _leave_clean(server, request.config)
 
 
 @pytest.fixture
@@ -165,9 +193,94 @@ def entry_point_installed() -> bool:
         return False
 
 
+# Every name unique_name() gave in this process, in order; a session's
+# share starts where it was at pytest_sessionstart (pytester runs nest).
+_generated: List[str] = []
+_FIRST_NAME = pytest.StashKey[int]()
+
+
 def unique_name(prefix: str = "fn") -> str:
-    """A function name no other test uses, so queues never mix."""
-    return "%s_%s" % (prefix, uuid.uuid4().hex[:12])
+    """A function name no other test uses, so queues never mix.  On a
+    shared server (GEARMAN_SERVER), the session's end drains and drops the
+    functions so named."""
+    name = "%s_%s" % (prefix, uuid.uuid4().hex[:12])
+    _generated.append(name)
+    return name
+
+
+def pytest_sessionstart(session) -> None:
+    session.config.stash[_FIRST_NAME] = len(_generated)
+
+
+def _leave_clean(server: GearmandServer, config) -> None:
+    first = config.stash.get(_FIRST_NAME, 0)
+    names, _generated[first:] = _generated[first:], []
+    try:
+        left = release_functions(server.host, server.port, names)
+    except Exception as exc:   # the server went away: say so, do not fail the run
+        left = ["could not clean up %d names: %r" % (len(names), exc)]
+    if left:
+        warnings.warn("left on %s: %s" % (server.address, "; ".join(left)))
+
+
+def release_functions(host: str, port: int, names: Iterable[str],
+                      timeout: float = 30.0) -> List[str]:
+    """On a shared gearmand, finish every job queued for the functions
+    ``names`` (a throwaway worker takes each and completes it) and drop
+    those functions.  Returns what could not be removed, and why.
+
+    Jobs are drained, not cancelled: gearmand 1.1.20 keeps a cancelled job
+    queued (``ignore_job``) until a worker comes, and dropping a function
+    that still has jobs leaves them pointing at freed memory."""
+    from .admin import Admin
+    from .errors import ERROR, GearmanError
+    wanted = set(names)
+    deadline = time.monotonic() + timeout
+    with Admin(host, port, timeout=10.0) as admin:
+        def rows():
+            return {r["function"]: r for r in admin.status() if r["function"] in wanted}
+
+        mine = rows()
+        queued = sorted(name for name, row in mine.items() if row["total"])
+        if queued:
+            _drain(host, port, queued, lambda: any(rows().get(n, {}).get("total")
+                                                   for n in queued), deadline)
+        left = []
+        for name in sorted(mine):
+            while True:
+                try:
+                    admin.drop_function(name)
+                    break
+                except ERROR as exc:   # our drain worker may not be gone yet
+                    if time.monotonic() > deadline:
+                        row = rows().get(name, {})
+                        left.append("%s (%s jobs, %s workers: %s)" % (
+                            name, row.get("total"), row.get("available_workers"), exc))
+                        break
+                    time.sleep(0.05)
+        return left
+
+
+def _drain(host: str, port: int, functions: List[str], busy: Callable[[], bool],
+           deadline: float) -> None:
+    import pygear
+    worker = pygear.Worker()
+    try:
+        worker.add_server(host, port)
+        worker.set_serializer(pygear.RAW)
+        worker.set_timeout(100)
+        for name in functions:
+            worker.add_function(name, 0, lambda job: b"")
+        while time.monotonic() < deadline:
+            try:
+                worker.work()
+                continue
+            except pygear.TIMEOUT:
+                pass
+            if not busy():
+                return
+    finally:
+        worker.close()
 
 
 def _serve(host: str, port: int, functions: Dict[str, Callable], serializer: str,

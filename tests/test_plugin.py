@@ -2,8 +2,10 @@
 external test files run with pytester."""
 from __future__ import annotations
 
+import json
 import os
 import socket
+import time
 
 import pytest
 
@@ -27,6 +29,9 @@ def test_gearmand_answers(gearmand):
 
 USER_SUITE = """
 import pygear
+from pygear.testing import unique_name
+
+REVERSE, ECHO = unique_name("user_reverse"), unique_name("user_echo")
 
 def reverse(job):
     return job.workload()[::-1]
@@ -36,12 +41,12 @@ def test_fixture_fields(gearmand):
     assert gearmand.address.endswith(":%d" % gearmand.port)
 
 def test_worker_process(gearmand, gearman_client, gearman_worker_process):
-    gearman_worker_process.start({"user_reverse": reverse})
-    assert gearman_client.do("user_reverse", "hello") == "olleh"
+    gearman_worker_process.start({REVERSE: reverse})
+    assert gearman_client.do(REVERSE, "hello") == "olleh"
 
 def test_client_and_worker(gearman_client, gearman_worker):
-    gearman_worker.add_function("user_echo", 0, lambda job: job.workload())
-    gearman_client.do_background("user_echo", {"x": 1})
+    gearman_worker.add_function(ECHO, 0, lambda job: job.workload())
+    gearman_client.do_background(ECHO, {"x": 1})
     gearman_worker.work()
 """
 
@@ -222,3 +227,85 @@ def test_without_a_queue_a_kill_loses_background_jobs(gearmand_cluster):
     gearmand_cluster.kill(0)
     gearmand_cluster.restart(0)
     assert _total(address, fn) == 0
+
+
+# --- GEARMAN_SERVER: failing fast, leaving the server clean --------------------------
+
+def test_a_refusing_gearman_server_fails_fast_saying_what_to_do(pytester, monkeypatch):
+    from pygear._server import free_port
+    named = "127.0.0.1:%d" % free_port()        # nothing listens there
+    monkeypatch.setenv("GEARMAN_SERVER", named)
+    pytester.makepyfile(THREE_LINES + "\ndef test_again(gearmand):\n    pass\n")
+    started = time.monotonic()
+    result = pytester.runpytest(*PLUGIN_ARGS)
+    assert time.monotonic() - started < 5      # not the 10 s answer timeout
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines([
+        "*GEARMAN_SERVER=%s refuses connections (Connection refused): start it "
+        "(docker compose up -d gearmand) or unset GEARMAN_SERVER*" % named])
+
+
+def test_an_unresolvable_gearman_server_fails_fast(pytester, monkeypatch):
+    monkeypatch.setenv("GEARMAN_SERVER", "no-such-host.invalid:4730")
+    pytester.makepyfile(THREE_LINES)
+    result = pytester.runpytest(*PLUGIN_ARGS)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*GEARMAN_SERVER=no-such-host.invalid:4730: cannot resolve*"])
+
+
+LEAVES_JOBS = """
+import json
+import pygear
+from pygear.testing import unique_name
+
+QUEUED, SERVED, CANCELLED = unique_name("queued"), unique_name("served"), unique_name("cancel")
+KEPT = "kept_%s" % __import__("uuid").uuid4().hex   # not unique_name(): not the suite's to drop
+
+def test_leave_things_behind(gearmand, gearman_client, gearman_worker):
+    handles = [gearman_client.do_background(QUEUED, i)["job_handle"] for i in range(5)]
+    handles.append(gearman_client.do_background(KEPT, "x")["job_handle"])
+    handles.append(gearman_client.do_background(CANCELLED, "x")["job_handle"])
+    admin = pygear.Admin(gearmand.host, gearmand.port, timeout=5)
+    admin.cancel_job(handles[-1])
+    gearman_worker.add_function(SERVED, 0, lambda job: None)
+    gearman_worker.set_timeout(200)
+    try:
+        gearman_worker.work()          # CAN_DO goes out with the first grab
+    except pygear.TIMEOUT:
+        pass
+    names = {r["function"] for r in admin.status()}
+    assert {QUEUED, SERVED, CANCELLED, KEPT} <= names
+    with open("left.json", "w") as f:
+        json.dump({"names": [QUEUED, SERVED, CANCELLED], "kept": KEPT,
+                   "handles": handles}, f)
+"""
+
+
+def test_a_shared_server_is_left_clean(pytester, gearmand, monkeypatch):
+    monkeypatch.setenv("GEARMAN_SERVER", gearmand.address)
+    pytester.makepyfile(LEAVES_JOBS)
+    result = pytester.runpytest(*PLUGIN_ARGS, "-W", "error::UserWarning")
+    result.assert_outcomes(passed=1)
+    left = json.loads((pytester.path / "left.json").read_text())
+    with pygear.Admin(gearmand.host, gearmand.port, timeout=5) as admin:
+        status = {r["function"]: r for r in admin.status()}
+        assert not set(left["names"]) & set(status)
+        assert status[left["kept"]]["total"] == 1          # not ours: untouched
+        jobs = {j["handle"] for j in admin.show_jobs()}
+        # gearmand numbers handles per server, and this one is shared: only
+        # the job of the kept function may remain of the seven.
+        assert len(jobs & set(left["handles"])) <= 1
+        assert pygear.testing.release_functions(gearmand.host, gearmand.port,
+                                                [left["kept"]]) == []
+        assert left["kept"] not in {r["function"] for r in admin.status()}
+
+
+def test_release_functions_says_what_it_could_not_drop(gearmand, gearman_worker):
+    name = pygear.testing.unique_name("busy")
+    gearman_worker.add_function(name, 0, lambda job: None)
+    gearman_worker.set_timeout(200)
+    with pytest.raises(pygear.TIMEOUT):
+        gearman_worker.work()                   # registered, and still connected
+    left = pygear.testing.release_functions(gearmand.host, gearmand.port, [name],
+                                            timeout=1.0)
+    assert len(left) == 1 and left[0].startswith(name) and "1 workers" in left[0]

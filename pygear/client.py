@@ -250,10 +250,11 @@ class Client(Handle):
         """Talk TLS to the servers.  Raises NotSupported, saying why, where the
         loaded libgearman cannot (pygear.features()); then nothing changed."""
         files = _tls.check_files(ca_file=ca_file, certificate=certificate, key=key)
-        _tls.require("client")
         with self._lock:
+            ptr = self._p()
+            _tls.require("client")
             ssl = (files["ca_file"], files["certificate"], files["key"])
-            _lib.gearman_client_set_ssl(self._p(), True, *ssl)
+            _lib.gearman_client_set_ssl(ptr, True, *ssl)
             self._ssl = ssl
 
     # --- exceptions option ------------------------------------------------------

@@ -468,10 +468,11 @@ class Worker(Handle):
         """Talk TLS to the servers.  Raises NotSupported, saying why, where the
         loaded libgearman cannot (pygear.features()); then nothing changed."""
         files = _tls.check_files(ca_file=ca_file, certificate=certificate, key=key)
-        _tls.require("worker")
         with self._lock:
+            ptr = self._p()
+            _tls.require("worker")
             ssl = (files["ca_file"], files["certificate"], files["key"])
-            _lib.gearman_worker_set_ssl(self._p(), True, *ssl)
+            _lib.gearman_worker_set_ssl(ptr, True, *ssl)
             self._ssl = ssl
 
 

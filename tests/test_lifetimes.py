@@ -353,6 +353,7 @@ CLIENT_CALLS = {
     "set_status_fn": (_cb,), "set_complete_fn": (_cb,), "set_exception_fn": (_cb,),
     "set_fail_fn": (_cb,), "set_workload_fn": (_cb,), "clear_fn": (),
     "set_options": (), "get_options": (), "clone": (), "wait": (), "__enter__": (),
+    "set_ssl": (),
 }
 
 WORKER_CALLS = {
@@ -363,7 +364,7 @@ WORKER_CALLS = {
     "add_function": ("f", 0, _cb), "register": ("f",), "unregister": ("f",),
     "unregister_all": (), "function_exists": ("f",), "set_namespace": ("ns",),
     "namespace": (), "echo": ("x",), "work": (), "grab_job": (), "clone": (),
-    "wait": (), "__enter__": (),
+    "wait": (), "__enter__": (), "set_ssl": (),
 }
 
 NOT_CALLS = {"close", "closed", "__exit__"}

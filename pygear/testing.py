@@ -234,11 +234,18 @@ def release_functions(host: str, port: int, names: Iterable[str],
     that still has jobs leaves them pointing at freed memory."""
     from .admin import Admin
     from .errors import ERROR, GearmanError
-    wanted = set(names)
+    # A worker's namespace prefixes its functions: "ns1" + name is ours too.
+    by_tail: Dict[str, List[str]] = {}
+    for name in names:
+        by_tail.setdefault(name[-13:], []).append(name)
+
+    def ours(function: str) -> bool:
+        return any(function.endswith(n) for n in by_tail.get(function[-13:], ()))
+
     deadline = time.monotonic() + timeout
     with Admin(host, port, timeout=10.0) as admin:
         def rows():
-            return {r["function"]: r for r in admin.status() if r["function"] in wanted}
+            return {r["function"]: r for r in admin.status() if ours(r["function"])}
 
         mine = rows()
         queued = sorted(name for name, row in mine.items() if row["total"])

@@ -39,11 +39,9 @@ CHURN = r'''
 import gc, json, random, sys, time
 import pygear
 
-seed, host, port, echo_fn, ops, free_tasks = sys.argv[1:7]
+seed, host, port, echo_fn, ops, free_tasks, idle_fn, grab_fn = sys.argv[1:9]
 port, ops = int(port), int(ops)
 rnd = random.Random(int(seed))
-idle_fn = "churn_idle_%s" % seed
-grab_fn = "churn_grab_%s" % seed
 
 clients, workers, tasks, jobs, closed = [], [], [], [], []
 created = {"clients": 0, "workers": 0, "tasks": 0, "jobs": 0}
@@ -209,7 +207,8 @@ print(json.dumps({"created": created, "unexpected": unexpected[:20]}), flush=Tru
 @pytest.mark.parametrize("seed,free_tasks", [(1, "0"), (2, "0"), (3, "1"), (4, "1")])
 def test_random_create_use_drop_close(gearmand, echo_fn, seed, free_tasks):
     proc = run_python(CHURN, [str(seed), gearmand.host, str(gearmand.port), echo_fn, "5000",
-                              free_tasks], timeout=100)
+                              free_tasks, unique_name("churn_idle_%d" % seed),
+                              unique_name("churn_grab_%d" % seed)], timeout=100)
     assert proc.returncode == 0, describe(proc)
     report = last_json(proc.stdout)
     assert report["unexpected"] == [], report

@@ -259,11 +259,13 @@ import pygear
 from pygear.testing import unique_name
 
 QUEUED, SERVED, CANCELLED = unique_name("queued"), unique_name("served"), unique_name("cancel")
+NAMESPACED = "ns1_" + unique_name("nsfn")   # as a worker with set_namespace("ns1_") sees it
 KEPT = "kept_%s" % __import__("uuid").uuid4().hex   # not unique_name(): not the suite's to drop
 
 def test_leave_things_behind(gearmand, gearman_client, gearman_worker):
     handles = [gearman_client.do_background(QUEUED, i)["job_handle"] for i in range(5)]
     handles.append(gearman_client.do_background(KEPT, "x")["job_handle"])
+    handles.append(gearman_client.do_background(NAMESPACED, "x")["job_handle"])
     handles.append(gearman_client.do_background(CANCELLED, "x")["job_handle"])
     admin = pygear.Admin(gearmand.host, gearmand.port, timeout=5)
     admin.cancel_job(handles[-1])
@@ -274,9 +276,9 @@ def test_leave_things_behind(gearmand, gearman_client, gearman_worker):
     except pygear.TIMEOUT:
         pass
     names = {r["function"] for r in admin.status()}
-    assert {QUEUED, SERVED, CANCELLED, KEPT} <= names
+    assert {QUEUED, SERVED, CANCELLED, KEPT, NAMESPACED} <= names
     with open("left.json", "w") as f:
-        json.dump({"names": [QUEUED, SERVED, CANCELLED], "kept": KEPT,
+        json.dump({"names": [QUEUED, SERVED, CANCELLED, NAMESPACED], "kept": KEPT,
                    "handles": handles}, f)
 """
 
@@ -293,7 +295,7 @@ def test_a_shared_server_is_left_clean(pytester, gearmand, monkeypatch):
         assert status[left["kept"]]["total"] == 1          # not ours: untouched
         jobs = {j["handle"] for j in admin.show_jobs()}
         # gearmand numbers handles per server, and this one is shared: only
-        # the job of the kept function may remain of the seven.
+        # the job of the kept function may remain of the eight.
         assert len(jobs & set(left["handles"])) <= 1
         assert pygear.testing.release_functions(gearmand.host, gearmand.port,
                                                 [left["kept"]]) == []

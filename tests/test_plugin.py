@@ -149,9 +149,10 @@ def test_kill_and_restart(gearmand_cluster):
 """
 
 
-def test_cluster_fixture_in_a_user_suite(pytester, gearmand, monkeypatch):
-    # GEARMAN_SERVER names a server: the cluster stays private all the same.
-    monkeypatch.setenv("GEARMAN_SERVER", gearmand.address)
+def test_cluster_fixture_in_a_user_suite(pytester, monkeypatch):
+    # GEARMAN_SERVER names a server, one that refuses: the cluster stays
+    # private all the same, and never even asks it.
+    monkeypatch.setenv("GEARMAN_SERVER", "127.0.0.1:1")
     pytester.makepyfile(CLUSTER_SUITE)
     result = pytester.runpytest(*PLUGIN_ARGS, "--strict-markers")
     result.assert_outcomes(passed=6)

@@ -195,6 +195,20 @@ def require(kind: str) -> None:
         raise NotSupported(refusals[kind])
 
 
+def enable(handle: Any, ca_file: Optional[str], certificate: Optional[str],
+           key: Optional[str]) -> None:
+    """``set_ssl`` of a Client or Worker: check the paths, then (on an open
+    object) that TLS really works here, then ask libgearman.  The arguments
+    stay in ``handle._ssl``, so that a C object pygear replaces gets them too."""
+    files = check_files(ca_file=ca_file, certificate=certificate, key=key)
+    with handle._lock:
+        ptr = handle._p()
+        require(handle._kind)
+        ssl = (files["ca_file"], files["certificate"], files["key"])
+        getattr(_lib, "%s_set_ssl" % handle._C["prefix"])(ptr, True, *ssl)
+        handle._ssl = ssl
+
+
 def check_files(**paths: Optional[str]) -> Dict[str, Optional[bytes]]:
     """Each path None or an existing file, as bytes for C."""
     out: Dict[str, Optional[bytes]] = {}

@@ -247,15 +247,9 @@ class Client(Handle):
 
     def set_ssl(self, ca_file: Optional[str] = None, certificate: Optional[str] = None,
                 key: Optional[str] = None) -> None:
-        """Talk TLS to the servers.  Raises NotSupported, saying why, where the
-        loaded libgearman cannot (pygear.features()); then nothing changed."""
-        files = _tls.check_files(ca_file=ca_file, certificate=certificate, key=key)
-        with self._lock:
-            ptr = self._p()
-            _tls.require("client")
-            ssl = (files["ca_file"], files["certificate"], files["key"])
-            _lib.gearman_client_set_ssl(ptr, True, *ssl)
-            self._ssl = ssl
+        """Talk TLS to the servers; NotSupported, saying why, where the loaded
+        libgearman cannot (pygear.features()), and then nothing changed."""
+        _tls.enable(self, ca_file, certificate, key)
 
     # --- exceptions option ------------------------------------------------------
 

@@ -1,11 +1,12 @@
 # make demo  - run the seed examples end to end against a throwaway gearmand
 # make test  - the whole test suite (slow soak tests included) against real gearmands
+# make test-docker - the suite against the docker-compose.yml gearmand (sets Docker up; root or sudo)
 # make bench - pygear against libgearman driven from C, in the same run
 PYTHON ?= python3
 VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 
-.PHONY: demo test test-fast bench tox wheel system-deps venv clean
+.PHONY: demo test test-fast test-docker bench tox wheel system-deps venv clean
 
 system-deps:
 	@scripts/ensure-system-deps.sh
@@ -26,6 +27,9 @@ test: venv
 
 test-fast: venv
 	$(VPY) -m pytest -ra -m "not slow"
+
+test-docker: venv
+	VPY=$(VPY) scripts/test-docker.sh $(PYTEST_ARGS)
 
 bench: venv
 	-$(VPY) -m pip install -q gear

@@ -34,7 +34,8 @@ def libgearman_version() -> str:
 
 
 def features() -> Dict[str, Any]:
-    """What the loaded libgearman can do: {"version", "tls_client", "tls_worker", ...}."""
+    """What the loaded libgearman can do, read from the library file itself:
+    ``{"version", "tls_client", "tls_worker", "tls_reason", "ssl_library", ...}``."""
     from . import _tls
     return _tls.features()
 

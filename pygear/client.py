@@ -245,14 +245,20 @@ class Client:
         self._settings.log_verbose = _verbosity(verbose)
         self._settings.changed()
 
-    @setting
     def set_ssl(self, ca_file: Optional[str] = None, certificate: Optional[str] = None,
                 key: Optional[str] = None) -> None:
-        """Ask for TLS; raises pygear.NotSupported where the loaded libgearman
-        cannot do it (see pygear.features())."""
+        """Talk TLS to the servers.  Raises pygear.NotSupported, saying why,
+        where the loaded libgearman cannot (see pygear.features()), and then
+        nothing changed: nothing asked to go over TLS is sent in plaintext."""
+        from . import _tls
+        files = _tls.check_files(ca_file=ca_file, certificate=certificate, key=key)
+        self._set_ssl((files["ca_file"], files["certificate"], files["key"]))
+
+    @setting
+    def _set_ssl(self, ssl: Any) -> None:
         from . import _tls
         _tls.require("client")
-        self._settings.ssl = _tls.ssl_files(ca_file, certificate, key)
+        self._settings.ssl = ssl
         self._settings.changed()
 
     @setting

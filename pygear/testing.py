@@ -14,21 +14,31 @@ Fixtures:
 - ``gearman_worker_process``: ``start(functions, serializer="json")`` runs
   a worker serving ``{"name": callable}`` in a child process (spawn, not
   fork) until the test ends.
+- ``gearmand_cluster``: three private gearmands for one test (always
+  private, even with ``GEARMAN_SERVER`` set), with ``.addresses``,
+  ``.servers``, ``kill(i)`` and ``restart(i)``.  Ask for other options with
+  ``@pytest.mark.gearmand_cluster(count=2, queue="sqlite")`` (or indirect
+  parametrization with a dict); ``gearmand_cluster_factory(count, queue)``
+  makes as many clusters as a test wants.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import time
 import uuid
-from typing import Callable, Dict, Iterator, List, Optional
+import warnings
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 import pytest
 
 from ._args import parse_servers
-from ._server import GearmandProcess, find_gearmand, wait_for_port
+from ._server import GearmandCluster, GearmandProcess, find_gearmand
 
 ENV_SERVER = "GEARMAN_SERVER"
+NO_GEARMAND = ("no gearmand: set %s=host:port or install gearmand "
+               "(apt-get install gearman-job-server)" % ENV_SERVER)
 
 
 class GearmandServer:
@@ -53,31 +63,98 @@ class GearmandServer:
         return "<gearmand %s%s>" % (self.address, " (external)" if self.external else "")
 
 
+def _wait_for_named(named: str, host: str, port: int, timeout: float = 10.0) -> None:
+    """Until the GEARMAN_SERVER answers an admin ``version``; fails at once
+    when it refuses connections or its name does not resolve (nothing will
+    change that by waiting), else after ``timeout``."""
+    from .admin import Admin
+    hint = ("start it (docker compose up -d gearmand) or unset %s" % ENV_SERVER)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=2.0).close()
+            with Admin(host, port, timeout=2.0) as admin:   # a port forwarder accepts
+                admin.version()                             # before gearmand is up
+            return
+        except ConnectionRefusedError as exc:
+            pytest.fail("%s=%s refuses connections (%s): %s"
+                        % (ENV_SERVER, named, exc.strerror or exc, hint), pytrace=False)
+        except socket.gaierror as exc:
+            pytest.fail("%s=%s: cannot resolve %s (%s)" % (ENV_SERVER, named, host, exc),
+                        pytrace=False)
+        except (OSError, GearmanError) as exc:
+            if time.monotonic() > deadline:
+                pytest.fail("%s=%s does not answer within %.0f s (%s): %s"
+                            % (ENV_SERVER, named, timeout, exc, hint), pytrace=False)
+            time.sleep(0.1)
+
+
 def start_gearmand() -> GearmandServer:
     """The GEARMAN_SERVER, or a fresh private gearmand; skips when neither."""
     named = os.environ.get(ENV_SERVER)
     if named:
         (host, port), = parse_servers(named)
-        try:
-            wait_for_port(host, port, timeout=10.0)
-        except TimeoutError as exc:
-            pytest.fail("%s=%s does not answer: %s" % (ENV_SERVER, named, exc))
+        _wait_for_named(named, host, port)
         return GearmandServer(host, port)
     if find_gearmand() is None:
-        pytest.skip("no gearmand: set %s=host:port or install gearmand "
-                    "(apt-get install gearman-job-server)" % ENV_SERVER)
+        pytest.skip(NO_GEARMAND)
     process = GearmandProcess().start()
     return GearmandServer(process.host, process.port, process)
 
 
 @pytest.fixture(scope="session")
-def gearmand() -> Iterator[GearmandServer]:
+def gearmand(request) -> Iterator[GearmandServer]:
     server = start_gearmand()
     try:
         yield server
     finally:
         if server.process is not None:
             server.process.stop()
+        else:
+            _leave_clean(server, request.config)
+
+
+@pytest.fixture
+def gearmand_cluster_factory() -> Iterator[Callable[..., GearmandCluster]]:
+    """``make(count=3, queue=None)`` starts a cluster of private gearmands;
+    every cluster made is stopped when the test ends."""
+    if find_gearmand() is None:
+        pytest.skip("no gearmand binary, and gearmand_cluster starts its own "
+                    "(apt-get install gearman-job-server)")
+    clusters: List[GearmandCluster] = []
+
+    def make(count: int = 3, queue: Optional[str] = None) -> GearmandCluster:
+        cluster = GearmandCluster(count, queue=queue)
+        clusters.append(cluster)
+        return cluster.start()
+
+    try:
+        yield make
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+
+
+@pytest.fixture
+def gearmand_cluster(request, gearmand_cluster_factory) -> GearmandCluster:
+    """Three private gearmands, or what ``@pytest.mark.gearmand_cluster(...)``
+    (or an indirect parameter: a count or a dict) asks for."""
+    options: Dict = {}
+    marker = request.node.get_closest_marker("gearmand_cluster")
+    if marker is not None:
+        options.update(zip(("count", "queue"), marker.args))
+        options.update(marker.kwargs)
+    param = getattr(request, "param", None)
+    if param is not None:
+        options.update(param if isinstance(param, dict) else {"count": param})
+    return gearmand_cluster_factory(**options)
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "gearmand_cluster(count=3, queue=None): how many private gearmands "
+        "the gearmand_cluster fixture starts; queue='sqlite' keeps background jobs "
+        "across kill(i) and restart(i)")
 
 
 def _connected(cls, server: GearmandServer):
@@ -115,9 +192,101 @@ def entry_point_installed() -> bool:
         return False
 
 
+# Every name unique_name() gave in this process, in order; a session's
+# share starts where it was at pytest_sessionstart (pytester runs nest).
+_generated: List[str] = []
+_FIRST_NAME = pytest.StashKey[int]()
+
+
 def unique_name(prefix: str = "fn") -> str:
-    """A function name no other test uses, so queues never mix."""
-    return "%s_%s" % (prefix, uuid.uuid4().hex[:12])
+    """A function name no other test uses, so queues never mix.  On a
+    shared server (GEARMAN_SERVER), the session's end drains and drops the
+    functions so named."""
+    name = "%s_%s" % (prefix, uuid.uuid4().hex[:12])
+    _generated.append(name)
+    return name
+
+
+def pytest_sessionstart(session) -> None:
+    session.config.stash[_FIRST_NAME] = len(_generated)
+
+
+def _leave_clean(server: GearmandServer, config) -> None:
+    first = config.stash.get(_FIRST_NAME, 0)
+    names, _generated[first:] = _generated[first:], []
+    try:
+        left = release_functions(server.host, server.port, names)
+    except Exception as exc:   # the server went away: say so, do not fail the run
+        left = ["could not clean up %d names: %r" % (len(names), exc)]
+    if left:
+        warnings.warn("left on %s: %s" % (server.address, "; ".join(left)))
+
+
+def release_functions(host: str, port: int, names: Iterable[str],
+                      timeout: float = 30.0) -> List[str]:
+    """On a shared gearmand, finish every job queued for the functions
+    ``names`` (a throwaway worker takes each and completes it) and drop
+    those functions.  Returns what could not be removed, and why.
+
+    Jobs are drained, not cancelled: gearmand 1.1.20 keeps a cancelled job
+    queued (``ignore_job``) until a worker comes, and dropping a function
+    that still has jobs leaves them pointing at freed memory."""
+    from .admin import Admin
+    from .errors import ERROR, GearmanError
+    # A worker's namespace prefixes its functions: "ns1" + name is ours too.
+    by_tail: Dict[str, List[str]] = {}
+    for name in names:
+        by_tail.setdefault(name[-13:], []).append(name)
+
+    def ours(function: str) -> bool:
+        return any(function.endswith(n) for n in by_tail.get(function[-13:], ()))
+
+    deadline = time.monotonic() + timeout
+    with Admin(host, port, timeout=10.0) as admin:
+        def rows():
+            return {r["function"]: r for r in admin.status() if ours(r["function"])}
+
+        mine = rows()
+        queued = sorted(name for name, row in mine.items() if row["total"])
+        if queued:
+            _drain(host, port, queued, lambda: any(rows().get(n, {}).get("total")
+                                                   for n in queued), deadline)
+        left = []
+        for name in sorted(mine):
+            while True:
+                try:
+                    admin.drop_function(name)
+                    break
+                except ERROR as exc:   # our drain worker may not be gone yet
+                    if time.monotonic() > deadline:
+                        row = rows().get(name, {})
+                        left.append("%s (%s jobs, %s workers: %s)" % (
+                            name, row.get("total"), row.get("available_workers"), exc))
+                        break
+                    time.sleep(0.05)
+        return left
+
+
+def _drain(host: str, port: int, functions: List[str], busy: Callable[[], bool],
+           deadline: float) -> None:
+    import pygear
+    worker = pygear.Worker()
+    try:
+        worker.add_server(host, port)
+        worker.set_serializer(pygear.RAW)
+        worker.set_timeout(100)
+        for name in functions:
+            worker.add_function(name, 0, lambda job: b"")
+        while time.monotonic() < deadline:
+            try:
+                worker.work()
+                continue
+            except pygear.TIMEOUT:
+                pass
+            if not busy():
+                return
+    finally:
+        worker.close()
 
 
 def _serve(host: str, port: int, functions: Dict[str, Callable], serializer: str,

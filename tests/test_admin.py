@@ -4,11 +4,11 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 
 import pytest
 
 import pygear
+import pygear.testing
 from pygear._server import GearmandProcess, find_gearmand
 from pygear.admin import Admin
 from pygear.errors import COULD_NOT_CONNECT, ERROR, LOST_CONNECTION, TIMEOUT, GearmanError
@@ -21,7 +21,8 @@ needs_tools = pytest.mark.skipif(
 
 
 def unique_name(prefix="adm"):
-    return "%s_%s" % (prefix, uuid.uuid4().hex[:10])
+    # The plugin's, so a shared server (GEARMAN_SERVER) is cleaned after the run.
+    return pygear.testing.unique_name(prefix)
 
 
 def tool(server, *args, check=True):

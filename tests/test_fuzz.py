@@ -4,6 +4,9 @@ interpreter.  The hypothesis run happens in a child process, so a segfault
 or abort shows as a negative return code instead of killing pytest."""
 import pytest
 
+from pygear._server import GearmandProcess, find_gearmand
+from pygear.testing import GearmandServer
+
 from .faultkit import describe, last_json, run_python, serve_echo
 
 pytestmark = pytest.mark.timeout(300)
@@ -192,6 +195,16 @@ _seed(seed)(fuzz)()
 gc.collect()
 print(json.dumps({"calls": calls[0], "unexpected": unexpected}), flush=True)
 '''
+
+
+@pytest.fixture(scope="module")
+def gearmand():
+    """Always a private gearmand: fuzzing makes functions with random names,
+    which no clean-up could find again on a shared server (GEARMAN_SERVER)."""
+    if find_gearmand() is None:
+        pytest.skip("no gearmand binary (apt-get install gearman-job-server)")
+    with GearmandProcess() as process:
+        yield GearmandServer(process.host, process.port, process)
 
 
 @pytest.fixture(scope="module")

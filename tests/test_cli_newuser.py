@@ -8,10 +8,12 @@ import pty
 import select
 import signal
 import subprocess
+import sys
 import threading
 
 import pytest
 
+import pygear
 from pygear._server import GearmandProcess, find_gearmand, free_port
 from pygear.testing import unique_name
 
@@ -258,3 +260,63 @@ def test_watch_says_what_it_cannot_reach_and_ctrl_c_exits_130(env, gearmand):
     assert code == 130
     assert b"pygear: could not connect to 127.0.0.1:%d: connection refused" % port in seen
     assert b"SERVER" in seen and gearmand.address.encode() in seen   # the other still shown
+
+
+# --- a job nobody waits for any more -------------------------------------------------------
+
+def _jobs(gearmand):
+    with pygear.Admin(gearmand.address, timeout=5) as admin:
+        return {job["handle"]: job for job in admin.show_jobs()}
+
+
+def test_a_timed_out_job_stays_queued_until_a_worker_asks_then_is_dropped(env, gearmand):
+    """What the README says of abandoned foreground jobs, on gearmand 1.1.20."""
+    name = unique_name("abandoned")
+    before = _jobs(gearmand)
+    out = pygear_cli(env, "submit", "--timeout", "0.5", name, "x")
+    assert out.returncode == 5
+    err = out.stderr.decode()
+    assert "stays queued until a worker asks for it, and is then dropped unrun" in err
+    [handle] = set(_jobs(gearmand)) - set(before)
+    assert _jobs(gearmand)[handle]["ignore_job"] == 1
+    assert workers_for(gearmand, name)["total"] == 1       # still counted
+    if "the job H:" in err:                                # the exception carried the handle
+        assert handle in err
+    with background(env, gearmand, name, ["work", "-v", name, "--call",
+                                          "tests.cli_jobs:upper"]) as proc:
+        wait_until(lambda: workers_for(gearmand, name)["total"] == 0,
+                   what="gearmand to drop the ignored job")
+        err = Lines(proc.stderr)
+        stop(proc, signal.SIGTERM)
+        err.thread.join(5)
+    assert not any("job H:" in line for line in err.lines), err.lines   # never ran
+    assert handle not in _jobs(gearmand)
+
+
+def test_ctrl_c_in_submit_exits_130_and_says_what_becomes_of_the_job(env, gearmand):
+    name = unique_name("interrupted")
+    proc = start_cli(env, "submit", name, "x")
+    try:
+        wait_until(lambda: workers_for(gearmand, name)["total"] == 1, what="the job queued")
+    finally:
+        code = stop(proc)
+    assert code == 130
+    assert b"stays queued until a worker asks for it" in proc.stderr.read()
+
+
+# --- make demo -------------------------------------------------------------------------------
+
+def test_the_demo_shows_what_each_example_sent_and_got(env):
+    if find_gearmand() is None:
+        pytest.skip("no gearmand binary: the demo starts its own")
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "demo.py")], env=env,
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         timeout=120)
+    text = out.stdout.decode()
+    assert out.returncode == 0, text
+    assert "   sent:    result = c.do('reverse', 'Hello pygear!')\n" \
+           "   printed: !raegyp olleH\n" in text
+    assert "   sent:    c.add_task('reverse', 'Hello pygear task 1!')\n" in text
+    assert "sent:    pygear submit --json reverse '\"Hello from the CLI!\"'\n" \
+           "   printed: \"!ILC eht morf olleH\"\n" in text
+    assert text.rstrip().endswith("all examples ran as expected")

@@ -106,6 +106,10 @@ def run(args) -> int:
         except GearmanError as exc:
             _report_failure(args, raw, exc)
             return cli.exit_code_for(exc)
+        except KeyboardInterrupt as exc:
+            sys.stderr.write("\n")
+            _say_abandoned(args, exc)
+            return cli.EXIT_INTERRUPTED
     if args.background:
         cli.write_out(result["job_handle"].encode("utf-8") + b"\n")
         return cli.EXIT_OK
@@ -130,6 +134,22 @@ def _report_failure(args, raw: bytes, exc: GearmanError) -> None:
                   % (function, cli.describe_exception_report(exc.payload)))
     else:
         cli.error(str(exc))
+        if cli.exit_code_for(exc) == cli.EXIT_TIMEOUT:
+            _say_abandoned(args, exc)
+
+
+def _say_abandoned(args, exc: BaseException) -> None:
+    """A foreground job we stopped waiting for is not withdrawn: say what
+    gearmand does with it (and its handle, when the exception carries one)."""
+    if args.background:
+        return
+    handle, server = getattr(exc, "job_handle", None), getattr(exc, "server", None)
+    which = "the job"
+    if handle:
+        which += " %s%s" % (handle, " on %s" % server if server else "")
+    cli.error("%s stays queued until a worker asks for it, and is then dropped unrun "
+              "(one a worker already took runs to its end); `pygear admin jobs` "
+              "shows it as IGNORED" % which)
 
 
 def _json_example(args, raw: bytes) -> str:

@@ -278,7 +278,7 @@ def test_a_timed_out_job_stays_queued_until_a_worker_asks_then_is_dropped(env, g
     err = out.stderr.decode()
     assert "stays queued until a worker asks for it, and is then dropped unrun" in err
     [handle] = set(_jobs(gearmand)) - set(before)
-    assert _jobs(gearmand)[handle]["ignore_job"] == 1
+    wait_until(lambda: _jobs(gearmand)[handle]["ignore_job"] == 1, what="the job ignored")
     assert workers_for(gearmand, name)["total"] == 1       # still counted
     if "the job H:" in err:                                # the exception carried the handle
         assert handle in err
@@ -320,3 +320,37 @@ def test_the_demo_shows_what_each_example_sent_and_got(env):
     assert "sent:    pygear submit --json reverse '\"Hello from the CLI!\"'\n" \
            "   printed: \"!ILC eht morf olleH\"\n" in text
     assert text.rstrip().endswith("all examples ran as expected")
+
+
+def test_resubmitting_with_the_unique_key_of_an_ignored_job_waits_in_vain(
+        env, gearmand, gearman_client):
+    """gearmand 1.1.20 joins the new job to the ignored one and drops both
+    unrun; the README warns of it."""
+    name = unique_name("samekey")
+    before = _jobs(gearmand)
+    assert pygear_cli(env, "submit", "--timeout", "0.3", "--unique", "k", name,
+                      "x").returncode == 5
+    # Once gearmand has seen that client go; before that a new client would
+    # still keep the job wanted.
+    wait_until(lambda: [j["ignore_job"] for h, j in _jobs(gearmand).items()
+                        if h not in before] == [1], what="the job to be ignored")
+    [ignored] = set(_jobs(gearmand)) - set(before)
+    created, outcome = [], []
+    gearman_client.set_timeout(3000)
+    gearman_client.set_created_fn(lambda task: created.append(task.job_handle()))
+    gearman_client.add_task(name, "y", unique="k")
+
+    def run():
+        try:
+            gearman_client.run_tasks()
+            outcome.append("completed")
+        except pygear.TIMEOUT:
+            outcome.append("timeout")
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_until(lambda: created, what="gearmand to take the submission")
+    assert created == [ignored]          # joined the ignored job
+    with background(env, gearmand, name, ["work", name, "--call", "tests.cli_jobs:upper"]):
+        thread.join(15)
+    assert outcome == ["timeout"]        # never answered, though a worker was there

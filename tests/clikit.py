@@ -34,6 +34,20 @@ def cli_env(gearmand):
     return env
 
 
+def read_pty(master: int) -> bytes:
+    """What was written to a pty's other end, once its writer closed it."""
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:   # EIO: every writer is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
 def pygear_cli(env, *args, input=None, timeout=30, **kw):
     return subprocess.run(CLI + list(args), input=input, env=env, cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -18,8 +18,8 @@ from pygear._server import free_port
 from pygear.testing import unique_name
 
 from . import cli_jobs
-from .clikit import (CLI, ROOT, SCRIPT, background, needs_c_tools, pygear_cli, wait_until,
-                     workers_for)
+from .clikit import (CLI, ROOT, SCRIPT, background, needs_c_tools, pygear_cli, read_pty,
+                     wait_until, workers_for)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -204,15 +204,7 @@ def test_each_shows_a_progress_bar_on_a_terminal(env, upper, tmp_path):
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=slave)
         os.close(slave)
         stdout, _ = proc.communicate(timeout=30)
-        err = b""
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            err += chunk
+        err = read_pty(master)
     finally:
         os.close(master)
     assert proc.returncode == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import pty
-import select
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pygear._server import GearmandProcess, find_gearmand, free_port
 from pygear.testing import unique_name
 
 from . import cli_jobs
-from .clikit import CLI, ROOT, background, pygear_cli, wait_until, workers_for
+from .clikit import CLI, ROOT, background, pygear_cli, read_pty, wait_until, workers_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -229,15 +228,7 @@ def test_a_single_result_ends_with_a_newline_on_a_terminal_only(env, upper):
                                 stdout=slave, stderr=subprocess.PIPE)
         os.close(slave)
         proc.wait(timeout=30)
-        seen = b""
-        while select.select([master], [], [], 1)[0]:
-            try:
-                chunk = os.read(master, 1024)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
+        seen = read_pty(master)
     finally:
         os.close(master)
     assert proc.returncode == 0

@@ -48,6 +48,16 @@ def read_pty(master: int) -> bytes:
     return seen
 
 
+def watch_rounds(proc, count: int, marker: bytes = b"Every ") -> bytes:
+    """The stdout of `pygear admin status --watch` up to its count-th round."""
+    seen = b""
+    while seen.count(marker) < count:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        seen += line
+    return seen
+
+
 def pygear_cli(env, *args, input=None, timeout=30, **kw):
     return subprocess.run(CLI + list(args), input=input, env=env, cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -19,7 +19,7 @@ from pygear.testing import unique_name
 
 from . import cli_jobs
 from .clikit import (CLI, ROOT, SCRIPT, background, needs_c_tools, pygear_cli, read_pty,
-                     wait_until, workers_for)
+                     wait_until, watch_rounds, workers_for)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -429,11 +429,7 @@ def test_admin_status_watch_redraws_until_ctrl_c(env, gearmand):
     proc = subprocess.Popen(CLI + ["admin", "status", "--watch", "0.2"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        seen = b""
-        while seen.count(b"Every 0.2s") < 3:
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
-            seen += line
+        seen = watch_rounds(proc, 3)
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=10)
     finally:

@@ -17,7 +17,8 @@ from pygear._server import GearmandProcess, find_gearmand, free_port
 from pygear.testing import unique_name
 
 from . import cli_jobs
-from .clikit import CLI, ROOT, background, pygear_cli, read_pty, wait_until, workers_for
+from .clikit import (CLI, ROOT, background, pygear_cli, read_pty, wait_until, watch_rounds,
+                     workers_for)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -241,11 +242,7 @@ def test_watch_says_what_it_cannot_reach_and_ctrl_c_exits_130(env, gearmand):
     proc = start_cli(env, "admin", "--server", gearmand.address, "--server",
                      "127.0.0.1:%d" % port, "status", "--watch", "0.2")
     try:
-        seen = b""
-        while seen.count(b"Every 0.2s") < 2:
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
-            seen += line
+        seen = watch_rounds(proc, 2)
     finally:
         code = stop(proc)
     assert code == 130

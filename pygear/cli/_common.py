@@ -133,18 +133,18 @@ def unreachable(server: Tuple[str, int], exc: BaseException) -> str:
                                             describe_connect_error(exc, server[0]))
 
 
-def cannot_connect(args: argparse.Namespace,
-                   failures: Sequence[Tuple[Tuple[str, int], BaseException]],
-                   total: int) -> str:
+def cannot_connect(failures: Sequence[Tuple[Tuple[str, int], BaseException]],
+                   total: int, source: Optional[str]) -> str:
     """The message for servers that could not be reached (all ``total`` of
-    them when len(failures) == total)."""
+    them when len(failures) == total); ``source`` is where the servers came
+    from (servers_of), None for the default."""
     if len(failures) == 1:
         text = unreachable(*failures[0])
     else:
         text = "could not connect to any job server: %s" % "; ".join(
             unreachable(server, exc)[len("could not connect to "):]
             for server, exc in failures)
-    if getattr(args, "server_source", "") is None and len(failures) == total:
+    if source is None and len(failures) == total:
         text += "; without --server or $%s, %s is tried" % (ENV_SERVERS, DEFAULT_SERVER)
     return text
 
@@ -169,7 +169,7 @@ def reachable_servers(args: argparse.Namespace, timeout: float = 3.0) -> List[Tu
     servers = servers_of(args)
     failures = probe_all(servers, timeout)
     if len(failures) == len(servers):
-        raise CliError(cannot_connect(args, failures, len(servers)), EXIT_CONNECT)
+        raise CliError(cannot_connect(failures, len(servers), args.server_source), EXIT_CONNECT)
     down = {server for server, _ in failures}
     return [server for server in servers if server not in down]
 
@@ -306,8 +306,8 @@ def common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     parser.add_argument("-v", "--verbose", action="count",
                         dest="verbose_after" if suppress else "verbose",
                         default=argparse.SUPPRESS if suppress else 0,
-                        help="say more on standard error: -v what pygear does "
-                             "(connections, jobs), -vv also libgearman's own log")
+                        help="say on standard error what pygear does (what is sent "
+                             "where, jobs, servers back); -vv: debug detail too")
     parser.add_argument("-s", "--server", action="append", metavar="HOST:PORT",
                         default=default,
                         help="job server (repeatable; default $%s or %s)"

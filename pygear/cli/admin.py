@@ -96,7 +96,7 @@ def _admins(args) -> List[Tuple[str, Admin]]:
     if not (args.action == "status" and args.watch):
         failures = cli.probe_all(servers, min(timeout, 3.0))
         if failures:
-            raise cli.CliError(cli.cannot_connect(args, failures, len(servers)),
+            raise cli.CliError(cli.cannot_connect(failures, len(servers), args.server_source),
                                cli.EXIT_CONNECT)
     return [(cli.format_server(s), Admin(s[0], s[1], timeout=timeout)) for s in servers]
 

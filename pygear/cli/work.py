@@ -7,7 +7,6 @@ Ctrl-C meant for pygear does not kill the job they are doing.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import multiprocessing
 import os
@@ -126,7 +125,8 @@ class _Stop:
 
 
 def _logger(config: Dict[str, Any]) -> Callable[[str], None]:
-    """say(message): to stderr whatever -v says, as the log lines are."""
+    """say(message): to stderr, with or without -v, prefixed as the -v
+    log lines are."""
     prefix = LOG_PREFIX % {"process": os.getpid()}
 
     def say(message: str) -> None:
@@ -190,13 +190,13 @@ def _check_servers(config: Dict[str, Any]) -> None:
     (libgearman would retry it in silence)."""
     servers = config["servers"]
     failures = cli.probe_all(servers, timeout=3.0)
-    args = argparse.Namespace(server_source=config.get("server_source"))
+    source = config["server_source"]
     unknown = [(server, exc) for server, exc in failures if isinstance(exc, socket.gaierror)]
     if unknown:
-        raise cli.CliError(cli.cannot_connect(args, unknown, len(servers)), cli.EXIT_CONNECT)
+        raise cli.CliError(cli.cannot_connect(unknown, len(servers), source), cli.EXIT_CONNECT)
     config["unreachable"] = [server for server, _ in failures]
     if failures:
-        text = cli.cannot_connect(args, failures, len(servers))
+        text = cli.cannot_connect(failures, len(servers), source)
         if len(failures) < len(servers):
             text += "; serving from the others, and will keep trying"
         else:
@@ -205,6 +205,7 @@ def _check_servers(config: Dict[str, Any]) -> None:
 
 
 def _say_unreachable(config: Dict[str, Any], say: Callable[[str], None]) -> "_Recheck":
+    """Say what _check_servers found, and watch for those servers' return."""
     if config.get("unreachable_text"):
         say(config["unreachable_text"])
     return _Recheck(config.get("unreachable", []))

@@ -1,11 +1,12 @@
 """pygear's main job, end to end: start a throwaway gearmand on a free port,
-run every seed example against it, print what happened, then the server's
-status table.  Run it with ``make demo`` (or ``python examples/demo.py``).
+run every seed example against it, print what each sent and what it got
+back, then the server's status table.  Run it with ``make demo`` (or ``python examples/demo.py``).
 
 The examples are written for localhost:4730; the demo runs each one as
 written, with only that port swapped for the throwaway server's.
 """
 import os
+import re
 import subprocess
 import sys
 import time
@@ -33,10 +34,19 @@ def run(name, port, timeout=30):
     return proc.returncode, out.strip()
 
 
-def show(title, rc, out):
-    print("== %s (exit %d)" % (title, rc))
-    for line in out.splitlines() or ["(no output)"]:
-        print("   " + line)
+def requests(name):
+    """The lines of an example that send something: do*, add_task*."""
+    with open(os.path.join(HERE, name)) as f:
+        return [line.strip() for line in f
+                if re.search(r"\bc\.(do|add_task)\w*\(", line) and not line.lstrip().startswith("#")]
+
+
+def show(title, rc, out, name=None, sent=None):
+    print("== %s%s (exit %d)" % (title, ": examples/" + name if name else "", rc))
+    for line in sent if sent is not None else requests(name) if name else []:
+        print("   sent:    " + line)
+    for i, line in enumerate(out.splitlines() or ["(no output)"]):
+        print("   %s %s" % ("printed:" if i == 0 else "        ", line))
 
 
 def wait_for_workers(admin, function, count=1, timeout=10.0):
@@ -56,6 +66,8 @@ def main():
         print("gearmand listening on %s\n" % server.address)
         admin = pygear.Admin(server.host, server.port, timeout=5)
         worker = start("reverse_worker.py", server.port)
+        print("examples/reverse_worker.py serves 'reverse' (JSON in, JSON out): "
+              "returns job.workload()[::-1]\n")
         try:
             wait_for_workers(admin, "reverse")
             checks = [
@@ -67,8 +79,18 @@ def main():
             ]
             for title, name, expect in checks:
                 rc, out = run(name, server.port)
-                show(title, rc, out)
+                show(title, rc, out, name)
                 failures += rc != 0 or expect not in out
+            # The examples speak JSON (pygear's default); the command line
+            # sends raw bytes unless told --json.
+            cmd = [sys.executable, "-m", "pygear", "--server", server.address,
+                   "submit", "--json", "reverse", '"Hello from the CLI!"']
+            done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, timeout=30, cwd=os.path.dirname(HERE))
+            show("the command line, speaking JSON to the same worker", done.returncode,
+                 done.stdout.strip(), sent=["pygear submit --json reverse "
+                                            "'\"Hello from the CLI!\"'"])
+            failures += done.returncode != 0 or "!ILC eht morf olleH" not in done.stdout
         finally:
             worker.terminate()
             worker.communicate(timeout=10)
@@ -80,10 +102,11 @@ def main():
         failing = start("failing_worker.py", server.port)
         wait_for_workers(admin, "reverse")
         rc, out = run("failing_client.py", server.port)
-        show("failure handling: client exception callback", rc, out)
+        show("failure handling: client exception callback", rc, out, "failing_client.py")
         failures += rc != 0 or "I can't spell backwards!" not in out
         wout, _ = failing.communicate(timeout=30)
-        show("failure handling: the raising worker", failing.returncode, wout.strip())
+        show("failure handling: the raising worker", failing.returncode, wout.strip(),
+             "failing_worker.py")
         failures += failing.returncode != 0
 
         print("\n== server status (pygear.Admin)")

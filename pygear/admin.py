@@ -10,13 +10,14 @@ import re
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import unquote_plus
 
+from ._args import DEFAULT_PORT, parse_servers
 from .errors import (COULD_NOT_CONNECT, ERROR, GETADDRINFO, LOST_CONNECTION,
                      TIMEOUT, GearmanError)
 
-__all__ = ["Admin"]
+__all__ = ["Admin", "parse_address"]
 
 # How a command is answered: "OK", "OK <value>", or rows up to ".".
 _OK, _VALUE, _ROWS = "ok", "value", "rows"
@@ -107,23 +108,103 @@ def _parse_unique(row: str) -> str:
     return row.partition("\t")[0]
 
 
+def describe_connect_error(exc: BaseException, host: str) -> str:
+    """Why a connection to ``host`` failed, in words, with what to check."""
+    if isinstance(exc, socket.gaierror):
+        return "unknown host %r (%s; check the name)" % (host, exc.strerror or exc)
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is gearmand running there, on that port?)"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "no answer in time (a firewall, or the wrong host?)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
+def _port_text(address: str) -> Optional[str]:
+    """The port part of ``host:port`` or ``[v6]:port`` as parse_servers
+    reads it; None when there is none (``host``, a bare IPv6 address)."""
+    if address.startswith("["):
+        rest = address.partition("]")[2]
+        return rest[1:] if rest.startswith(":") else None
+    if address.count(":") == 1:
+        return address.partition(":")[2]
+    return None
+
+
+def parse_address(address: str) -> Tuple[str, int]:
+    """One job server as ``"host"``, ``"host:port"``, ``"[v6]:port"`` or a
+    bare IPv6 address -> ``(host, port)``.
+
+    The ValueError for a bad one says what is wrong with it in words (the
+    same words for the Admin and the ``pygear`` command line)."""
+    if not isinstance(address, str):
+        raise TypeError("a server address must be a 'host:port' str, not %s"
+                        % type(address).__name__)
+    text = address.strip()
+    problem = None
+    host, port = "", DEFAULT_PORT
+    if not text:
+        problem = "it is empty"
+    elif "," in text:
+        problem = "it names several servers, give one"
+    else:
+        try:
+            [(host, port)] = parse_servers([text])
+        except ValueError as exc:
+            given = _port_text(text) or ""
+            if str(exc).startswith("no host"):
+                given = None
+            if given is None:
+                problem = "no host before the port"
+            else:
+                try:
+                    problem = "port %d is out of range 1-65535" % int(given)
+                except ValueError:
+                    problem = "the port %r is not a number" % given
+        else:
+            if not host:
+                problem = "no host before the port"
+    if problem is not None:
+        raise ValueError("%r is not a server address: %s (write host:port, "
+                         "e.g. localhost:4730)" % (address, problem))
+    return host, port
+
+
 class Admin:
     """A connection to one gearmand's admin (text) protocol.
 
+    ``Admin("localhost", 4730)``, ``Admin("localhost:4730")`` and
+    ``Admin("[::1]:4730")`` (also a list holding one such string, as
+    python-gearman takes) all name one server; without a port, 4730.
     ``timeout`` (seconds, or None to wait forever) bounds each call as a
     whole: connecting, sending and reading the full reply.
     """
 
-    def __init__(self, host: str = "localhost", port: int = 4730,
-                 timeout: Optional[float] = 60.0) -> None:
-        if not isinstance(host, str) or not host:
-            raise TypeError("host must be a non-empty str")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        if isinstance(port, bool) or not isinstance(port, int):
-            raise TypeError("port must be an int, not %s" % type(port).__name__)
-        if not 0 < port < 65536:
-            raise ValueError("port %d is out of range" % port)
+    def __init__(self, host: Union[str, Sequence[str]] = "localhost",
+                 port: Optional[int] = None, timeout: Optional[float] = 60.0) -> None:
+        if isinstance(host, (list, tuple)):
+            if len(host) != 1:
+                raise ValueError("an Admin talks to one server; give one 'host:port', "
+                                 "not %d (use one Admin per server)" % len(host))
+            host = host[0]
+        if not isinstance(host, str) or not host.strip():
+            raise TypeError("host must be a non-empty str such as 'localhost' or "
+                            "'localhost:4730', not %r" % (host,))
+        given = host
+        has_port = bool(_port_text(given.strip()))
+        host, parsed_port = parse_address(given)
+        if port is None:
+            port = parsed_port
+        elif isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError("port must be an int such as 4730, not %s %r (or give "
+                            "'host:port' as the first argument)"
+                            % (type(port).__name__, port))
+        elif not 0 < port < 65536:
+            raise ValueError("port %d is out of range 1-65535" % port)
+        elif has_port and port != parsed_port:
+            raise ValueError("two ports given: %d in %r and port=%d; give one"
+                             % (parsed_port, given, port))
         if timeout is not None:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
                 raise TypeError("timeout must be a number of seconds or None")
@@ -236,9 +317,11 @@ class Admin:
             infos = socket.getaddrinfo(self.host, self.port, socket.AF_UNSPEC,
                                        socket.SOCK_STREAM)
         except socket.gaierror as exc:
-            raise GETADDRINFO("cannot resolve gearmand host %r: %s"
-                              % (self.host, exc)) from exc
-        failures = []
+            raise GETADDRINFO("cannot connect to gearmand at %s: %s"
+                              % (self._address(), describe_connect_error(exc, self.host))
+                              ) from exc
+        failures: List[str] = []
+        last: Optional[OSError] = None
         for family, type_, proto, _, sockaddr in infos:
             remaining = self._remaining(deadline, command)
             sock = socket.socket(family, type_, proto)
@@ -251,14 +334,19 @@ class Admin:
                               % (self._address(), self.timeout)) from exc
             except OSError as exc:
                 sock.close()
-                failures.append("%s: %s" % (sockaddr[0], exc))
+                failures.append("%s: %s" % (sockaddr[0], describe_connect_error(exc, self.host)))
+                last = exc
                 continue
             except BaseException:
                 sock.close()
                 raise
             return sock
-        raise COULD_NOT_CONNECT("cannot connect to gearmand at %s (%s)"
-                                % (self._address(), "; ".join(failures) or "no address"))
+        # One reason when every address failed alike ("localhost": ::1 and
+        # 127.0.0.1), else each.  The last OSError is the cause.
+        reasons = {f.partition(": ")[2] for f in failures}
+        detail = reasons.pop() if len(reasons) == 1 else "; ".join(failures) or "no address"
+        raise COULD_NOT_CONNECT("cannot connect to gearmand at %s: %s"
+                                % (self._address(), detail)) from last
 
     # -- one exchange -----------------------------------------------------
 

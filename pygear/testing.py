@@ -68,6 +68,7 @@ def _wait_for_named(named: str, host: str, port: int, timeout: float = 10.0) -> 
     when it refuses connections or its name does not resolve (nothing will
     change that by waiting), else after ``timeout``."""
     from .admin import Admin
+    from .errors import GearmanError
     hint = ("start it (docker compose up -d gearmand) or unset %s" % ENV_SERVER)
     deadline = time.monotonic() + timeout
     while True:
@@ -232,7 +233,7 @@ def release_functions(host: str, port: int, names: Iterable[str],
     queued (``ignore_job``) until a worker comes, and dropping a function
     that still has jobs leaves them pointing at freed memory."""
     from .admin import Admin
-    from .errors import ERROR, GearmanError
+    from .errors import ERROR
     # A worker's namespace prefixes its functions: "ns1" + name is ours too.
     by_tail: Dict[str, List[str]] = {}
     for name in names:

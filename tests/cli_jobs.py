@@ -30,3 +30,8 @@ def pid(job):
 def add(job):
     w = job.workload()
     return {"sum": w["a"] + w["b"]}
+
+
+def json_complaint(job):
+    """Raises an error that names JSON although the workload was fine."""
+    raise ValueError("this JSON has no 'name' key: %r" % job.raw_workload())

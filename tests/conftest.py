@@ -3,7 +3,10 @@ is tested by use.  When pygear is pip-installed the pytest11 entry point has
 loaded it already; from a bare checkout, load it here."""
 import pytest
 
-from pygear.testing import entry_point_installed
+from pygear.testing import entry_point_installed, unique_name
+
+from . import cli_jobs
+from .clikit import cli_env
 
 if not entry_point_installed():
     pytest_plugins = ["pygear.testing"]
@@ -18,3 +21,17 @@ def client(gearman_client):
 @pytest.fixture
 def worker(gearman_worker):
     return gearman_worker
+
+
+@pytest.fixture
+def env(gearmand):
+    """For the command-line tests: see clikit.cli_env."""
+    return cli_env(gearmand)
+
+
+@pytest.fixture
+def upper(gearman_worker_process):
+    """A RAW function served by two worker processes (cli_jobs.upper)."""
+    name = unique_name("upper")
+    gearman_worker_process.start({name: cli_jobs.upper}, serializer="raw", count=2)
+    return name

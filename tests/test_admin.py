@@ -11,7 +11,8 @@ import pygear
 import pygear.testing
 from pygear._server import GearmandProcess, find_gearmand
 from pygear.admin import Admin
-from pygear.errors import COULD_NOT_CONNECT, ERROR, LOST_CONNECTION, TIMEOUT, GearmanError
+from pygear.errors import (COULD_NOT_CONNECT, ERROR, GETADDRINFO, LOST_CONNECTION, TIMEOUT,
+                           GearmanError)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -383,3 +384,61 @@ def test_context_manager_closes_the_connection(gearmand, admin):
         count = len(admin.workers())
     assert "idle" in repr(a)
     wait_until(lambda: len(admin.workers()) <= count - 1, what="connection to close")
+
+
+# -- the constructor, as PHP and python-gearman users write it ---------------
+
+def test_one_host_port_string_names_the_server(gearmand):
+    for address in (gearmand.address, [gearmand.address], (gearmand.address,)):
+        with Admin(address, timeout=5) as a:
+            assert (a.host, a.port) == (gearmand.host, gearmand.port)
+            assert a.version().startswith("1.")
+    with Admin(gearmand.address, gearmand.port, 5) as a:   # the same port twice is fine
+        assert a.getpid() > 0
+    with Admin(gearmand.host, gearmand.port, 5) as a:      # host, port, timeout as before
+        assert a.getpid() > 0
+
+
+def test_one_bracketed_ipv6_string():
+    if find_gearmand() is None:
+        pytest.skip("no gearmand binary")
+    server = GearmandProcess(host="::1", port=ipv6_loopback_port()).start()
+    try:
+        with Admin("[::1]:%d" % server.port, timeout=5) as a:
+            assert (a.host, a.port) == ("::1", server.port)
+            assert a.getpid() == server.proc.pid
+            assert "[::1]:%d" % server.port in repr(a)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("args, error, words", [
+    (("localhost:abc",), ValueError, "the port 'abc' is not a number"),
+    (("localhost:70000",), ValueError, "port 70000 is out of range"),
+    (("[::1]:0",), ValueError, "port 0 is out of range"),
+    ((":4730",), ValueError, "no host before the port"),
+    (("h1:4730,h2:4730",), ValueError, "names several servers"),
+    ((["h1:4730", "h2:4730"],), ValueError, "one Admin per server"),
+    (("localhost:4731", 4732), ValueError, "two ports given"),
+    (("localhost", "4730"), TypeError, "or give 'host:port'"),
+    (("",), TypeError, "'localhost:4730'"),
+])
+def test_a_bad_address_says_what_is_wrong(args, error, words):
+    with pytest.raises(error) as info:
+        Admin(*args)
+    assert words in str(info.value)
+    assert "invalid literal" not in str(info.value)
+
+
+def test_unreachable_server_says_why_in_words():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(COULD_NOT_CONNECT) as info:
+        Admin("127.0.0.1:%d" % port, timeout=5).status()
+    assert str(info.value) == ("cannot connect to gearmand at 127.0.0.1:%d: connection "
+                               "refused (is gearmand running there, on that port?)" % port)
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+    with pytest.raises(GETADDRINFO) as info:
+        Admin("no-such-host.invalid", timeout=5).status()
+    assert "unknown host 'no-such-host.invalid'" in str(info.value)

@@ -2,12 +2,10 @@
 and side by side with the C tools `gearman` and `gearadmin`."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pty
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,80 +18,10 @@ from pygear._server import free_port
 from pygear.testing import unique_name
 
 from . import cli_jobs
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SCRIPT = os.path.join(os.path.dirname(sys.executable), "pygear")
-# The installed console script when it runs this checkout, else `python -m pygear`.
-CLI = [_SCRIPT] if os.access(_SCRIPT, os.X_OK) else [sys.executable, "-m", "pygear"]
-needs_c_tools = pytest.mark.skipif(
-    not (shutil.which("gearman") and shutil.which("gearadmin")),
-    reason="the C tools gearman and gearadmin are not installed (gearman-tools)")
+from .clikit import (CLI, ROOT, SCRIPT, background, needs_c_tools, pygear_cli, read_pty,
+                     wait_until, watch_rounds, workers_for)
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def env(gearmand):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in
-                                                  [env.get("PYTHONPATH")] if p])
-    env["GEARMAN_SERVERS"] = gearmand.address
-    return env
-
-
-def pygear_cli(env, *args, input=None, timeout=30, **kw):
-    return subprocess.run(CLI + list(args), input=input, env=env, cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=timeout, **kw)
-
-
-def workers_for(gearmand, function):
-    with pygear.Admin(gearmand.host, gearmand.port, timeout=5) as admin:
-        for row in admin.status():
-            if row["function"] == function:
-                return row
-    return {"function": function, "total": 0, "running": 0, "available_workers": 0}
-
-
-def wait_until(predicate, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s" % what)
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def background(env, gearmand, function, args, workers=1, cli=True):
-    """A worker process (`pygear work ...` or a C `gearman -w`) serving
-    ``function`` for the length of the block, stopped with SIGTERM."""
-    cmd = CLI + args if cli else args
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    try:
-        wait_until(lambda: proc.poll() is not None or
-                   workers_for(gearmand, function)["available_workers"] >= workers,
-                   what="workers for %s" % function)
-        assert proc.poll() is None, proc.communicate(timeout=5)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
-
-
-@pytest.fixture
-def upper(gearman_worker_process):
-    name = unique_name("upper")
-    gearman_worker_process.start({name: cli_jobs.upper}, serializer="raw", count=2)
-    return name
 
 
 # --- help and entry points ------------------------------------------------------------
@@ -114,10 +42,10 @@ def test_python_dash_m_and_version(env):
     assert out.stdout.decode().strip() == "pygear %s" % pygear.__version__
 
 
-@pytest.mark.skipif(not os.access(_SCRIPT, os.X_OK),
+@pytest.mark.skipif(not os.access(SCRIPT, os.X_OK),
                     reason="the pygear console script is not installed (pip install -e .)")
 def test_console_script_is_installed(env):
-    out = subprocess.run([_SCRIPT, "--version"], env=env, stdout=subprocess.PIPE, timeout=30)
+    out = subprocess.run([SCRIPT, "--version"], env=env, stdout=subprocess.PIPE, timeout=30)
     assert out.returncode == 0 and b"pygear" in out.stdout
 
 
@@ -276,15 +204,7 @@ def test_each_shows_a_progress_bar_on_a_terminal(env, upper, tmp_path):
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=slave)
         os.close(slave)
         stdout, _ = proc.communicate(timeout=30)
-        err = b""
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            err += chunk
+        err = read_pty(master)
     finally:
         os.close(master)
     assert proc.returncode == 0
@@ -410,7 +330,8 @@ def test_work_finishes_the_current_job_on_signal(env, gearmand, how):
             if client.poll() is None:
                 client.kill()
         assert (client.returncode, out) == (0, b"slept"), err
-        assert worker.wait(timeout=15) == 0
+        # Ctrl-C exits 130 as `pygear --help` says; SIGTERM, a request to stop, 0.
+        assert worker.wait(timeout=15) == (130 if how == "sigint-group" else 0)
         assert b"finishing the current job" in worker.stderr.read()
     assert workers_for(gearmand, name)["available_workers"] == 0
 
@@ -508,18 +429,14 @@ def test_admin_status_watch_redraws_until_ctrl_c(env, gearmand):
     proc = subprocess.Popen(CLI + ["admin", "status", "--watch", "0.2"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        seen = b""
-        while seen.count(b"Every 0.2s") < 3:
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
-            seen += line
+        seen = watch_rounds(proc, 3)
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
-    assert proc.returncode == 0
+    assert proc.returncode == 130
     assert name.encode() in seen
 
 
@@ -534,5 +451,5 @@ def test_admin_status_watch_json_lines(env, gearmand):
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
-    assert proc.returncode == 0
+    assert proc.returncode == 130
     assert all(isinstance(r["status"], list) for r in records)

@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import GearmanError
 from . import admin, exporter, submit, work
 from ._common import (EPILOG, EXIT_INTERRUPTED, EXIT_OK, EXIT_ERROR, EXIT_USAGE, PROG, CliError,
-                      common_options, error, exit_code_for)
+                      common_options, error, exit_code_for, setup_logging, verbosity)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +55,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if extras:
         parser.error("unrecognized arguments: %s" % " ".join(extras))
     args.exec_command = command
+    args.verbose = verbosity(args)
+    setup_logging(args.verbose, getattr(args, "log_prefix", PROG))
     try:
         return int(args.run(args) or 0)
     except CliError as exc:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import socket
 import sys
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
-from .._args import parse_servers
+from ..admin import describe_connect_error, parse_address
 from ..serializers import JSON, RAW
 
 # Exit codes (also in ``pygear --help``).
@@ -25,6 +26,8 @@ EXIT_INTERRUPTED = 130
 ENV_SERVERS = "GEARMAN_SERVERS"
 DEFAULT_SERVER = "localhost:4730"
 PROG = "pygear"
+# The command's own -v messages; the library logs under "pygear" too.
+log = logging.getLogger("pygear.cli")
 
 EPILOG = """\
 servers:
@@ -87,20 +90,27 @@ def exit_code_for(exc: BaseException) -> int:
 
 def servers_of(args: argparse.Namespace) -> List[Tuple[str, int]]:
     """--server (repeatable, comma lists allowed), else $GEARMAN_SERVERS,
-    else localhost:4730."""
-    given = getattr(args, "server", None) or [os.environ.get(ENV_SERVERS) or DEFAULT_SERVER]
+    else localhost:4730.  A bad address is a usage error, in words."""
+    given = getattr(args, "server", None)
+    source = "--server"
+    if not given:
+        env = os.environ.get(ENV_SERVERS)
+        given, source = ([env], "$" + ENV_SERVERS) if env else ([DEFAULT_SERVER], None)
+    args.server_source = source
     # libgearman adds $GEARMAN_SERVERS to every client and worker it creates
     # (behind our back): read here, it must not reach libgearman too, or a
     # --server would not replace it.
     os.environ.pop(ENV_SERVERS, None)
     result: List[Tuple[str, int]] = []
     for item in given:
-        try:
-            for server in parse_servers(item):
-                if server not in result:
-                    result.append(server)
-        except (TypeError, ValueError) as exc:
-            raise CliError("bad server %r: %s" % (item, exc), EXIT_USAGE)
+        for piece in item.split(","):
+            try:
+                server = parse_address(piece)
+            except ValueError as exc:
+                where = source if piece == item else "%s %r" % (source, item)
+                raise CliError("bad %s: %s" % (where, exc), EXIT_USAGE)
+            if server not in result:
+                result.append(server)
     return result
 
 
@@ -109,24 +119,61 @@ def format_server(server: Tuple[str, int]) -> str:
     return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
 
 
-def reachable_servers(servers: Sequence[Tuple[str, int]],
-                      timeout: float = 3.0) -> List[Tuple[str, int]]:
-    """The servers that accept a TCP connection; CliError(6) when none does.
+def probe(server: Tuple[str, int], timeout: float = 3.0) -> Optional[OSError]:
+    """None when ``server`` accepts a TCP connection, else why not."""
+    try:
+        with socket.create_connection(server, timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc
+
+
+def unreachable(server: Tuple[str, int], exc: BaseException) -> str:
+    """``could not connect to HOST:PORT: <why, and what to check>``: the one
+    wording submit, admin and work use for a server they cannot reach."""
+    return "could not connect to %s: %s" % (format_server(server),
+                                            describe_connect_error(exc, server[0]))
+
+
+def cannot_connect(failures: Sequence[Tuple[Tuple[str, int], BaseException]],
+                   total: int, source: Optional[str]) -> str:
+    """The message for servers that could not be reached (all ``total`` of
+    them when len(failures) == total); ``source`` is where the servers came
+    from (servers_of), None for the default."""
+    if len(failures) == 1:
+        text = unreachable(*failures[0])
+    else:
+        text = "could not connect to any job server: %s" % "; ".join(
+            unreachable(server, exc)[len("could not connect to "):]
+            for server, exc in failures)
+    if source is None and len(failures) == total:
+        text += "; without --server or $%s, %s is tried" % (ENV_SERVERS, DEFAULT_SERVER)
+    return text
+
+
+def probe_all(servers: Sequence[Tuple[str, int]], timeout: float = 3.0
+              ) -> List[Tuple[Tuple[str, int], BaseException]]:
+    """(server, why) for each server that does not accept a TCP connection."""
+    failures = []
+    for server in servers:
+        exc = probe(server, timeout)
+        if exc is not None:
+            failures.append((server, exc))
+    return failures
+
+
+def reachable_servers(args: argparse.Namespace, timeout: float = 3.0) -> List[Tuple[str, int]]:
+    """The servers of ``args`` that accept a TCP connection; CliError(6)
+    when none does.
 
     Checked before a client submits, so that an unreachable server is
     reported at once instead of being retried until the timeout."""
-    alive, failures = [], []
-    for host, port in servers:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                alive.append((host, port))
-        except OSError as exc:
-            failures.append("%s (%s)" % (format_server((host, port)),
-                                         exc.strerror or exc))
-    if not alive:
-        raise CliError("could not connect to any job server: %s" % "; ".join(failures),
-                       EXIT_CONNECT)
-    return alive
+    servers = servers_of(args)
+    failures = probe_all(servers, timeout)
+    if len(failures) == len(servers):
+        raise CliError(cannot_connect(failures, len(servers), args.server_source), EXIT_CONNECT)
+    down = {server for server, _ in failures}
+    return [server for server in servers if server not in down]
 
 
 def serializer_of(args: argparse.Namespace) -> Any:
@@ -155,32 +202,80 @@ def write_out(data: bytes) -> None:
     out.flush()
 
 
+def verbosity(args: argparse.Namespace) -> int:
+    return getattr(args, "verbose", 0) + getattr(args, "verbose_after", 0)
+
+
+def setup_logging(level: int, prefix: str = PROG) -> None:
+    """-v: the ``pygear`` logger (the library's and the command's messages)
+    to stderr as ``prefix: message``, INFO and up; -vv: DEBUG and up."""
+    logger = logging.getLogger("pygear")
+    for handler in list(logger.handlers):
+        if getattr(handler, "pygear_cli", False):
+            logger.removeHandler(handler)
+    if level < 1:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.pygear_cli = True   # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter(prefix + ": %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if level == 1 else logging.DEBUG)
+
+
 def error(message: str) -> None:
     sys.stderr.write("%s: %s\n" % (PROG, message))
     sys.stderr.flush()
 
 
+def exception_report(payload: Any) -> Optional[dict]:
+    """pygear's exception report ``{"type", "message", "args", "traceback"}``
+    from a WORK_EXCEPTION payload: the dict itself, or the JSON text a RAW
+    client is sent; None for anything else (another worker's own bytes)."""
+    if isinstance(payload, (bytes, bytearray)):
+        try:
+            payload = json.loads(bytes(payload).decode("utf-8"))
+        except ValueError:
+            return None
+    if isinstance(payload, dict) and "type" in payload:
+        return payload
+    return None
+
+
 def describe_exception_report(payload: Any) -> str:
     """A worker's exception report (pygear's dict, or another worker's
     bytes/str) as text for stderr."""
-    if isinstance(payload, (bytes, bytearray)):
-        # A RAW client gets pygear's report as the JSON text it was sent as.
-        try:
-            decoded = json.loads(bytes(payload).decode("utf-8"))
-        except ValueError:
-            decoded = None
-        if isinstance(decoded, dict) and "type" in decoded:
-            payload = decoded
-    if isinstance(payload, dict) and "type" in payload:
-        trace = payload.get("traceback") or []
+    report = exception_report(payload)
+    if report is not None:
+        trace = report.get("traceback") or []
         if trace:
             return "".join(trace).rstrip("\n")
-        return "%s: %s" % (payload.get("type"), payload.get("message", ""))
+        return "%s: %s" % (report.get("type"), report.get("message", ""))
     if isinstance(payload, (bytes, bytearray)):
         return bytes(payload).decode("utf-8", "replace")
     if payload is None:
         return "(no details)"
     return str(payload)
+
+
+def wanted_json(args: argparse.Namespace, payload: Any, workload: bytes) -> bool:
+    """Did the worker raise because it reads JSON and was sent raw bytes?
+
+    True when the job went out raw (no --json), the report names JSON
+    (``JSONDecodeError``, or a message about JSON) and the workload is
+    indeed not JSON text."""
+    if getattr(args, "json", False) or not workload:
+        return False
+    report = exception_report(payload)
+    if report is None:
+        return False
+    said = "%s %s" % (report.get("type", ""), report.get("message", ""))
+    if "json" not in said.lower():
+        return False
+    try:
+        json.loads(workload.decode("utf-8"))
+    except ValueError:   # UnicodeDecodeError is one
+        return True
+    return False   # the workload was JSON: the worker's complaint is another
 
 
 # --- arguments -----------------------------------------------------------------
@@ -206,8 +301,15 @@ def positive_int(text: str) -> int:
 
 
 def common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
-    """--server, --timeout, --json: accepted before and after the subcommand."""
+    """--server, --timeout, --json, -v: accepted before and after the subcommand."""
     default = argparse.SUPPRESS if suppress else None
+    # A subcommand parses into a namespace of its own, so its -v are counted
+    # apart and added to the global ones (verbosity()).
+    parser.add_argument("-v", "--verbose", action="count",
+                        dest="verbose_after" if suppress else "verbose",
+                        default=argparse.SUPPRESS if suppress else 0,
+                        help="say on standard error what pygear does (what is sent "
+                             "where, jobs, servers back); -vv: debug detail too")
     parser.add_argument("-s", "--server", action="append", metavar="HOST:PORT",
                         default=default,
                         help="job server (repeatable; default $%s or %s)"

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import _common as cli
 from ..admin import Admin
-from ..errors import GearmanError
+from ..errors import COULD_NOT_CONNECT, GETADDRINFO, GearmanError
 from ..metrics import ServerMetrics
 
 DEFAULT_TIMEOUT = 10.0
@@ -24,6 +24,12 @@ _TABLES: Dict[str, Tuple[Sequence[Tuple[str, str, bool]], str]] = {
               ("IGNORED", "ignore_job", True), ("QUEUED", "job_queued", True)),
              "show_jobs"),
     "unique-jobs": ((("UNIQUE", "unique", False),), "show_unique_jobs"),
+}
+
+# action -> (Admin method, the arguments it takes from the command line)
+_COMMANDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "cancel": ("cancel_job", ("handle",)), "maxqueue": ("maxqueue", ("function", "size")),
+    "create": ("create_function", ("function",)), "drop": ("drop_function", ("function",)),
 }
 
 
@@ -87,22 +93,46 @@ def format_table(columns: Sequence[Tuple[str, str, bool]], rows: List[Dict[str, 
 
 
 def _admins(args) -> List[Tuple[str, Admin]]:
+    """One Admin per server.  Every server must answer, except with --watch,
+    which shows what it could not reach on each round."""
     timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
-    return [(cli.format_server(s), Admin(s[0], s[1], timeout=timeout))
-            for s in cli.servers_of(args)]
+    servers = cli.servers_of(args)
+    if not (args.action == "status" and args.watch):
+        failures = cli.probe_all(servers, min(timeout, 3.0))
+        if failures:
+            raise cli.CliError(cli.cannot_connect(failures, len(servers), args.server_source),
+                               cli.EXIT_CONNECT)
+    return [(cli.format_server(s), Admin(s[0], s[1], timeout=timeout)) for s in servers]
 
 
-def _rows(args, admins, name: str) -> List[Dict[str, Any]]:
+def _rows(args, admins, name: str, failures: Optional[List[str]] = None
+          ) -> List[Dict[str, Any]]:
+    """The rows of every server; with ``failures``, a server that fails adds
+    its message there instead of raising."""
     columns, method = _TABLES[name]
     rows: List[Dict[str, Any]] = []
     for server, admin in admins:
-        for row in getattr(admin, method)():
+        try:
+            answer = _ask(server, admin, method)
+        except GearmanError as exc:
+            if failures is None:
+                raise
+            failures.append(_failure(server, admin, exc))
+            continue
+        for row in answer:
             if name == "unique-jobs":
                 row = {"unique": row}
             if len(admins) > 1:
                 row = dict(row, server=server)
             rows.append(row)
     return rows
+
+
+def _ask(server: str, admin: Admin, method: str, *arguments: Any) -> Any:
+    """One Admin call, said with -v."""
+    cli.log.info("asking %s: %s", server, " ".join([method.replace("_", " ")]
+                                                   + [str(a) for a in arguments]))
+    return getattr(admin, method)(*arguments)
 
 
 def _columns(admins, name: str):
@@ -134,7 +164,7 @@ def run(args) -> int:
             _print_rows(args, admins, args.action, _rows(args, admins, args.action))
             return cli.EXIT_OK
         if args.action in ("version", "getpid"):
-            values = [(server, getattr(admin, args.action)()) for server, admin in admins]
+            values = [(server, _ask(server, admin, args.action)) for server, admin in admins]
             if args.json:
                 data = {s: v for s, v in values} if len(values) > 1 else values[0][1]
                 sys.stdout.write(cli.to_json_text(data) + "\n")
@@ -144,15 +174,9 @@ def run(args) -> int:
                 width = max(len(s) for s, _ in values)
                 sys.stdout.write("".join("%s  %s\n" % (s.ljust(width), v) for s, v in values))
             return cli.EXIT_OK
+        method, names = _COMMANDS[args.action]
         for server, admin in admins:
-            if args.action == "cancel":
-                admin.cancel_job(args.handle)
-            elif args.action == "maxqueue":
-                admin.maxqueue(args.function, args.size)
-            elif args.action == "create":
-                admin.create_function(args.function)
-            elif args.action == "drop":
-                admin.drop_function(args.function)
+            _ask(server, admin, method, *(getattr(args, name) for name in names))
         sys.stdout.write(cli.to_json_text({"ok": True}) + "\n" if args.json else "OK\n")
         return cli.EXIT_OK
     except (TypeError, ValueError) as exc:
@@ -182,21 +206,19 @@ def _watch(args, admins) -> int:
     servers = ", ".join(server for server, _ in admins)
     try:
         while True:
-            try:
-                rows = _rows(args, admins, "status")
-                failure = None
-            except GearmanError as exc:
-                rows, failure = [], exc
+            failures: List[str] = []
+            rows = _rows(args, admins, "status", failures)
             if args.json:
                 record = {"time": time.time(), "status": rows}
-                if failure is not None:
-                    record["error"] = str(failure)
+                if failures:
+                    record["error"] = "; ".join(failures)
                 sys.stdout.write(cli.to_json_text(record) + "\n")
             else:
                 head = "Every %gs: status of %s    %s\n\n" % (
                     args.watch, servers, time.strftime("%Y-%m-%d %H:%M:%S"))
-                body = ("%s: %s\n" % (cli.PROG, failure) if failure is not None
-                        else format_table(_columns(admins, "status"), rows))
+                body = "".join("%s: %s\n" % (cli.PROG, f) for f in failures)
+                if rows or not failures:
+                    body += format_table(_columns(admins, "status"), rows)
                 sys.stdout.write(("\x1b[H\x1b[2J" if tty else "") + head + body
                                  + ("" if tty else "\n"))
             sys.stdout.flush()
@@ -204,4 +226,13 @@ def _watch(args, admins) -> int:
     except KeyboardInterrupt:
         if tty:
             sys.stdout.write("\n")
-        return cli.EXIT_OK
+        return cli.EXIT_INTERRUPTED
+
+
+def _failure(server: str, admin: Admin, exc: GearmanError) -> str:
+    """A server that failed a --watch round, in the words the other commands
+    use when the failure was reaching it."""
+    cause = exc.__cause__
+    if isinstance(exc, (COULD_NOT_CONNECT, GETADDRINFO)) and isinstance(cause, OSError):
+        return cli.unreachable((admin.host, admin.port), cause)
+    return "%s: %s" % (server, exc)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import threading
 import time
@@ -36,7 +37,7 @@ def add_parser(sub, common: Callable) -> None:
                    help="print the status of a (background) job instead")
     p.add_argument("--each", metavar="FILE",
                    help="submit one job per line of FILE ('-' for standard input)")
-    p.add_argument("-j", "--jobs", type=cli.positive_int, default=1, metavar="N",
+    p.add_argument("-j", "--jobs", type=cli.positive_int, metavar="N",
                    help="with --each: run N jobs at a time (default 1)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="with --each: no progress and no summary")
@@ -80,6 +81,10 @@ def run(args) -> int:
         return _status(args)
     if not args.function:
         raise cli.CliError("submit needs a FUNCTION (or --status HANDLE)", cli.EXIT_USAGE)
+    if args.jobs is not None and not args.each:
+        raise cli.CliError("--jobs N runs N jobs of --each FILE at a time; without "
+                           "--each there is one job (add --each FILE, or drop --jobs)",
+                           cli.EXIT_USAGE)
     if args.each:
         if args.data is not None:
             raise cli.CliError("give DATA or --each FILE, not both", cli.EXIT_USAGE)
@@ -92,13 +97,19 @@ def run(args) -> int:
     else:
         raw = sys.stdin.buffer.read()
     workload = _workload(args, raw)
-    servers = cli.reachable_servers(cli.servers_of(args))
+    servers = cli.reachable_servers(args)
+    cli.log.info("submitting %d bytes%s to %s on %s", len(raw), " of JSON" if args.json else "",
+                 args.function, ", ".join(cli.format_server(s) for s in servers))
     with _client(args, servers) as client:
         try:
             result = _method(args, client)(args.function, workload, args.unique)
         except GearmanError as exc:
-            _report_failure(args.function, exc)
+            _report_failure(args, raw, exc)
             return cli.exit_code_for(exc)
+        except KeyboardInterrupt as exc:
+            sys.stderr.write("\n")
+            _say_abandoned(args, exc)
+            return cli.EXIT_INTERRUPTED
     if args.background:
         cli.write_out(result["job_handle"].encode("utf-8") + b"\n")
         return cli.EXIT_OK
@@ -109,21 +120,54 @@ def run(args) -> int:
     return cli.EXIT_OK
 
 
-def _report_failure(function: str, exc: GearmanError) -> None:
+def _report_failure(args, raw: bytes, exc: GearmanError) -> None:
     name = getattr(exc, "name", "")
+    function = args.function
     if name == "WORK_FAIL":
         cli.error("%s: the worker failed the job" % function)
+    elif name == "WORK_EXCEPTION" and cli.wanted_json(args, exc.payload, raw):
+        cli.error("%s: the worker reads its workload as JSON, and raw bytes were sent; "
+                  "send JSON with --json (e.g. %s), or have the worker take raw bytes "
+                  "(worker.set_serializer(pygear.RAW))" % (function, _json_example(args, raw)))
     elif name == "WORK_EXCEPTION":
         cli.error("%s: the worker raised an exception:\n%s"
                   % (function, cli.describe_exception_report(exc.payload)))
     else:
         cli.error(str(exc))
+        if cli.exit_code_for(exc) == cli.EXIT_TIMEOUT:
+            _say_abandoned(args, exc)
+
+
+def _say_abandoned(args, exc: BaseException) -> None:
+    """A foreground job we stopped waiting for is not withdrawn: say what
+    gearmand does with it (and its handle, when the exception carries one)."""
+    if args.background:
+        return
+    handle, server = getattr(exc, "job_handle", None), getattr(exc, "server", None)
+    which = "the job"
+    if handle:
+        which += " %s%s" % (handle, " on %s" % server if server else "")
+    cli.error("%s stays queued until a worker asks for it, and is then dropped unrun "
+              "(one a worker already took runs to its end); `pygear admin jobs` "
+              "shows it as IGNORED" % which)
+
+
+def _json_example(args, raw: bytes) -> str:
+    """``pygear submit --json FN '"DATA"'``: DATA as the JSON string it
+    would be (a placeholder when it is long or not text)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    data = shlex.quote(json.dumps(text)) if text is not None and len(text) <= 40 \
+        else "'\"...\"'"
+    return "pygear submit --json %s %s" % (shlex.quote(args.function), data)
 
 
 def _status(args) -> int:
     if args.function or args.each:
         raise cli.CliError("--status HANDLE takes no FUNCTION or --each", cli.EXIT_USAGE)
-    servers = cli.reachable_servers(cli.servers_of(args))
+    servers = cli.reachable_servers(args)
     with _client(args, servers) as client:
         status = client.job_status(args.status)
     if args.json:
@@ -205,7 +249,7 @@ def _each(args) -> int:
     lines = _read_lines(args.each)
     workloads = [_workload(args, line, "line %d" % (i + 1)) for i, line in enumerate(lines)]
     total = len(workloads)
-    servers = cli.reachable_servers(cli.servers_of(args))
+    servers = cli.reachable_servers(args)
     outcomes: List[Optional[_Outcome]] = [None] * total
     cond = threading.Condition()
     state = {"next": 0, "stop": False}
@@ -244,7 +288,7 @@ def _each(args) -> int:
                 client.close()
 
     threads = [threading.Thread(target=runner, daemon=True, name="pygear-submit-%d" % i)
-               for i in range(min(args.jobs, total))]
+               for i in range(min(args.jobs or 1, total))]
     started = time.monotonic()
     for thread in threads:
         thread.start()
@@ -291,10 +335,12 @@ def _kind(exc: BaseException) -> str:
             cli.EXIT_TIMEOUT: "timeout", cli.EXIT_CONNECT: "connection"}.get(code, "error")
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(args, exc: BaseException, line: bytes) -> str:
     name = getattr(exc, "name", type(exc).__name__)
     if name == "WORK_FAIL":
         return "WORK_FAIL: the worker failed the job"
+    if name == "WORK_EXCEPTION" and cli.wanted_json(args, getattr(exc, "payload", None), line):
+        return "WORK_EXCEPTION: the worker reads JSON and this line is not JSON (use --json)"
     if name == "WORK_EXCEPTION":
         text = cli.describe_exception_report(getattr(exc, "payload", None))
         return "WORK_EXCEPTION: %s" % text.rstrip("\n").rpartition("\n")[2]
@@ -321,7 +367,8 @@ def _summary(args, lines: List[bytes], outcomes: List[Optional[_Outcome]],
             preview = lines[index][:40].decode("utf-8", "replace")
             if len(lines[index]) > 40:
                 preview += "..."
-            out.append("  line %d %r: %s\n" % (index + 1, preview, _describe(exc)))
+            out.append("  line %d %r: %s\n" % (index + 1, preview,
+                                                 _describe(args, exc, lines[index])))
         sys.stderr.write("".join(out))
         sys.stderr.flush()
     if interrupted:

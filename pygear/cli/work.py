@@ -12,14 +12,22 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from typing import Any, Callable, Dict, List, Optional
 
 from . import _common as cli
 
 # How often (ms) an idle worker looks at its stop flag.
 POLL_MS = 200
+# How often (s) a server that could not be reached is tried again, to say
+# when it is back (-v).
+RECHECK_S = 1.0
+# What every line a worker process writes to stderr begins with.
+LOG_PREFIX = "%s work[%%(process)d]" % cli.PROG
 
 
 def add_parser(sub, common: Callable) -> None:
@@ -40,9 +48,8 @@ def add_parser(sub, common: Callable) -> None:
                    help="serve with this Python callable (called with the job)")
     p.add_argument("-c", "--concurrency", type=cli.positive_int, default=1, metavar="N",
                    help="run N worker processes (default 1)")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="log every job to standard error")
-    p.set_defaults(run=run)
+    # -v (a common option) also logs every job to standard error.
+    p.set_defaults(run=run, log_prefix=LOG_PREFIX)
 
 
 def load_callable(spec: str) -> Callable:
@@ -82,8 +89,10 @@ def run(args) -> int:
         "servers": cli.servers_of(args), "functions": list(args.functions),
         "command": command, "call": args.call, "json": bool(args.json),
         "timeout": args.timeout, "verbose": args.verbose,
+        "server_source": args.server_source,
         "concurrency": args.concurrency,
     }
+    _check_servers(config)
     if args.concurrency == 1:
         return serve(config)
     return _supervise(config)
@@ -93,16 +102,20 @@ def run(args) -> int:
 
 class _Stop:
     """The first SIGTERM/SIGINT asks to stop after the current job; the
-    second aborts."""
+    second aborts.  After SIGINT (Ctrl-C) the exit code is 130, as the help
+    says; after SIGTERM, 0."""
 
     def __init__(self, say: Callable[[str], None]) -> None:
         self.requested = False
         self.say = say
+        self.code = cli.EXIT_OK
 
     def __call__(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        if signum == signal.SIGINT:
+            self.code = cli.EXIT_INTERRUPTED
         self.say("%s: finishing the current job, then exiting "
                  "(signal again to abort)" % signal.Signals(signum).name)
 
@@ -112,7 +125,9 @@ class _Stop:
 
 
 def _logger(config: Dict[str, Any]) -> Callable[[str], None]:
-    prefix = "%s work[%d]" % (cli.PROG, os.getpid())
+    """say(message): to stderr, with or without -v, prefixed as the -v
+    log lines are."""
+    prefix = LOG_PREFIX % {"process": os.getpid()}
 
     def say(message: str) -> None:
         try:
@@ -168,6 +183,54 @@ def _call_function(config: Dict[str, Any], say: Callable[[str], None]) -> Callab
     return call
 
 
+def _check_servers(config: Dict[str, Any]) -> None:
+    """Try each server once before serving.  A host that does not resolve
+    ends the command (libgearman refuses to add it); a server that cannot be
+    reached is noted in ``config["unreachable"]``, to be said at once
+    (libgearman would retry it in silence)."""
+    servers = config["servers"]
+    failures = cli.probe_all(servers, timeout=3.0)
+    source = config["server_source"]
+    unknown = [(server, exc) for server, exc in failures if isinstance(exc, socket.gaierror)]
+    if unknown:
+        raise cli.CliError(cli.cannot_connect(unknown, len(servers), source), cli.EXIT_CONNECT)
+    config["unreachable"] = [server for server, _ in failures]
+    if failures:
+        text = cli.cannot_connect(failures, len(servers), source)
+        if len(failures) < len(servers):
+            text += "; serving from the others, and will keep trying"
+        else:
+            text += "; will keep trying (Ctrl-C to stop)"
+        config["unreachable_text"] = text
+
+
+def _say_unreachable(config: Dict[str, Any], say: Callable[[str], None]) -> "_Recheck":
+    """Say what _check_servers found, and watch for those servers' return."""
+    if config.get("unreachable_text"):
+        say(config["unreachable_text"])
+    return _Recheck(config.get("unreachable", []))
+
+
+class _Recheck(threading.Thread):
+    """Tries the servers that could not be reached every RECHECK_S, in the
+    background, and logs (-v) each one that answers again."""
+
+    def __init__(self, down: List[Any]) -> None:
+        super().__init__(name="pygear-work-recheck", daemon=True)
+        self.down = list(down)
+        if self.down:
+            self.start()
+
+    def run(self) -> None:
+        while self.down:
+            time.sleep(RECHECK_S)
+            for server in list(self.down):
+                if cli.probe(server, timeout=min(RECHECK_S, 1.0)) is None:
+                    self.down.remove(server)
+                    cli.log.info("%s is reachable now; the worker connects to it by itself",
+                                 cli.format_server(server))
+
+
 def serve(config: Dict[str, Any], supervised: bool = False) -> int:
     """Run one worker until a signal asks it to stop."""
     from ..errors import TIMEOUT
@@ -177,6 +240,8 @@ def serve(config: Dict[str, Any], supervised: bool = False) -> int:
     say = _logger(config)
     stop = _Stop(say)
     stop.install(sigint=not supervised)   # a supervised worker hears its parent only
+    if supervised:   # a fresh (spawned) process: set up -v again
+        cli.setup_logging(config["verbose"], LOG_PREFIX)
     if config["command"]:
         fn, serializer = _command_function(config, say), RAW
     else:
@@ -185,8 +250,8 @@ def serve(config: Dict[str, Any], supervised: bool = False) -> int:
         inner = fn
 
         def fn(job):   # noqa: F811
-            say("job %s: %s, %d bytes" % (job.handle(), job.function_name(),
-                                           job.workload_size()))
+            cli.log.info("job %s: %s, %d bytes", job.handle(), job.function_name(),
+                         job.workload_size())
             return inner(job)
     worker = Worker()
     try:
@@ -201,6 +266,7 @@ def serve(config: Dict[str, Any], supervised: bool = False) -> int:
             say("serving %s on %s (Ctrl-C to stop)"
                 % (", ".join(config["functions"]),
                    ", ".join(cli.format_server(s) for s in config["servers"])))
+            _say_unreachable(config, say)
         while not stop.requested:
             try:
                 worker.work()
@@ -210,7 +276,7 @@ def serve(config: Dict[str, Any], supervised: bool = False) -> int:
         return cli.EXIT_INTERRUPTED
     finally:
         worker.close()
-    return cli.EXIT_OK
+    return stop.code
 
 
 def _serve_child(config: Dict[str, Any]) -> None:
@@ -222,11 +288,13 @@ def _supervise(config: Dict[str, Any]) -> int:
     ctx = multiprocessing.get_context("spawn")
     say = _logger(config)
     children = []
-    signals = {"count": 0}
+    signals = {"count": 0, "code": cli.EXIT_OK}
 
     def forward(signum, frame) -> None:
         signals["count"] += 1
         if signals["count"] == 1:
+            if signum == signal.SIGINT:
+                signals["code"] = cli.EXIT_INTERRUPTED
             say("%s: finishing the current jobs, then exiting (signal again to abort)"
                 % signal.Signals(signum).name)
         for child in children:
@@ -245,6 +313,7 @@ def _supervise(config: Dict[str, Any]) -> int:
     say("serving %s on %s with %d worker processes (Ctrl-C to stop)"
         % (", ".join(config["functions"]),
            ", ".join(cli.format_server(s) for s in config["servers"]), len(children)))
+    _say_unreachable(config, say)
     codes = []
     for child in children:
         while child.exitcode is None:
@@ -254,4 +323,4 @@ def _supervise(config: Dict[str, Any]) -> int:
     if bad:
         say("worker processes exited with %s" % ", ".join(str(c) for c in codes))
         return bad[0] if bad[0] > 0 else cli.EXIT_ERROR
-    return cli.EXIT_OK
+    return signals["code"]

@@ -34,8 +34,8 @@ FINAL = frozenset((COMPLETE, EXCEPTION, FAIL))
 
 
 class Record(Protocol):
-    def on_event(self, kind: int, addr: int) -> int: ...
-    def failed(self, exc: BaseException) -> None: ...
+    def _on_event(self, kind: int, addr: int) -> int: ...
+    def _failed(self, exc: BaseException) -> None: ...
 
 
 LIVE: Dict[int, Any] = {}
@@ -60,11 +60,11 @@ def _trampoline(kind: int) -> Any:
             record = get(addr)
             if record is None:
                 return SUCCESS
-            return record.on_event(kind, addr)
+            return record._on_event(kind, addr)
         except BaseException as exc:   # nothing may cross the C frame
             if record is not None:
                 try:
-                    record.failed(exc)
+                    record._failed(exc)
                 except BaseException:
                     pass
             return PAUSE

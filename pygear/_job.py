@@ -87,6 +87,7 @@ class Job:
         return self._raw
 
     def workload_size(self) -> int:
+        """``len(raw_workload())``."""
         return len(self._raw)
 
     def handle(self) -> str:

@@ -1,7 +1,7 @@
 """Task: one job of a batch (``Client.add_task*``), as its events report it.
 
 A Task never reads C: every accessor answers from what the task's events
-wrote into it (pygear/_events.py calls ``on_event`` while libgearman runs),
+wrote into it (pygear/_events.py calls ``_on_event`` while libgearman runs),
 so it is safe from any thread, during a blocking call in another one, and
 after its C task or its client is gone.  Which collection holds a task, and
 when its C side is created and freed, is the TaskBook's business
@@ -71,7 +71,7 @@ class Task:
         self._raised = False                   # a WORK_FAIL that carried a report
 
     # --- events (called by the trampolines, with libgearman on the stack) ----
-    def on_event(self, kind: int, addr: int) -> int:
+    def _on_event(self, kind: int, addr: int) -> int:
         book = self._book
         if self._handle is None:
             self._handle = _text(_lib.gearman_task_job_handle(addr))
@@ -140,7 +140,7 @@ class Task:
         self._data, self._event, self._state = data, WARNING, "warning"
         return self._book.callback(WARNING, self)
 
-    def failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException) -> None:
         self._book.raised_in_callback(exc)
 
     # --- public -----------------------------------------------------------------

@@ -228,12 +228,15 @@ class Admin:
         return self._call("workers", _ROWS, _parse_worker)
 
     def show_jobs(self) -> List[Dict[str, Union[str, int]]]:
+        """``show jobs``: [{"handle", "retries", "ignore_job", "job_queued"}]."""
         return self._call("show jobs", _ROWS, _parse_job)
 
     def show_unique_jobs(self) -> List[str]:
+        """``show unique jobs``: the unique keys of queued jobs."""
         return self._call("show unique jobs", _ROWS, _parse_unique)
 
     def version(self) -> str:
+        """``version``: gearmand's version string."""
         return self._call("version", _VALUE, str)
 
     def verbose(self) -> str:
@@ -241,6 +244,7 @@ class Admin:
         return self._call("verbose", _VALUE, str)
 
     def getpid(self) -> int:
+        """``getpid``: the gearmand process id."""
         return self._call("getpid", _VALUE, lambda value: _int(value, "OK " + value))
 
     def maxqueue(self, function_name: str, max_queue_size: int) -> bool:
@@ -262,9 +266,11 @@ class Admin:
         return result
 
     def cancel_job(self, job_handle: str) -> bool:
+        """``cancel job HANDLE``: gearmand marks the queued job ignored (it is never run)."""
         return self._call("cancel job %s" % _check_name("job handle", job_handle), _OK)
 
     def create_function(self, name: str) -> bool:
+        """``create function NAME``: gearmand knows the function before any worker does."""
         return self._call("create function %s" % _check_name("function name", name), _OK)
 
     def drop_function(self, name: str) -> bool:

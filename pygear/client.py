@@ -221,6 +221,7 @@ class Client:
         self._settings.connect_timeout = ms
 
     def connect_timeout(self) -> int:
+        """The connect timeout in milliseconds (set_connect_timeout)."""
         self._gate.check_open()
         return self._settings.connect_timeout
 

@@ -301,11 +301,7 @@ def _serve(host: str, port: int, functions: Dict[str, Callable], serializer: str
         worker.add_function(name, 0, fn)
     worker.set_timeout(100)
     ready.set()
-    while not stop.is_set():
-        try:
-            worker.work()
-        except pygear.TIMEOUT:
-            pass
+    worker.serve(until=stop.is_set)
     worker.close()
 
 

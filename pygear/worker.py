@@ -161,6 +161,7 @@ class Worker:
         self._settings.timeout = _args.check_timeout(timeout_ms)
 
     def timeout(self) -> int:
+        """The timeout in milliseconds (-1: forever)."""
         self._gate.check_open()
         return self._settings.timeout
 
@@ -173,6 +174,7 @@ class Worker:
         self._settings.connect_timeout = ms
 
     def connect_timeout(self) -> int:
+        """The connect timeout in milliseconds (set_connect_timeout)."""
         self._gate.check_open()
         return self._settings.connect_timeout
 
@@ -194,6 +196,7 @@ class Worker:
         self._settings.changed()
 
     def namespace(self) -> Optional[str]:
+        """The namespace set with set_namespace, or None."""
         self._gate.check_open()
         ns = self._settings.namespace
         return ns.decode("utf-8", "replace") if ns else None
@@ -240,6 +243,7 @@ class Worker:
         return str(self._last_error) if self._last_error is not None else None
 
     def errno(self) -> int:
+        """The system errno of the last failure (0: pygear keeps none for workers)."""
         self._gate.check_open()
         return 0
 
@@ -254,19 +258,23 @@ class Worker:
 
     # --- functions -------------------------------------------------------------------
     @setting
-    def add_function(self, name: Union[str, bytes], timeout: Any = 0,
-                     fn: Optional[JobFunction] = None) -> None:
+    def add_function(self, name: Union[str, bytes], fn_or_timeout: Any,
+                     fn: Optional[JobFunction] = None, *, timeout: Optional[int] = None) -> None:
         """Serve ``name`` with fn(job); its return value completes the job.
-        ``add_function(name, fn)``, ``add_function(name, fn, timeout=30)`` and
-        the seed's ``add_function(name, timeout, fn)`` all work; ``timeout``
+
+        ``add_function(name, fn)``, ``add_function(name, fn, timeout=30)``
+        and the seed's ``add_function(name, 30, fn)`` all work; ``timeout``
         is gearmand's limit in seconds for one job (0: none)."""
-        if fn is None and callable(timeout):
-            timeout, fn = 0, timeout
-        elif callable(timeout) and isinstance(fn, int):
-            timeout, fn = fn, timeout
+        if fn is None and callable(fn_or_timeout):
+            fn, seconds = fn_or_timeout, 0
+        else:
+            seconds = fn_or_timeout
+        if timeout is not None:
+            seconds = timeout
         if not callable(fn):
-            raise TypeError("job function must be callable")
-        self._register(name, timeout, fn)
+            raise TypeError("job function must be callable: add_function(name, fn) or "
+                            "add_function(name, timeout, fn)")
+        self._register(name, seconds, fn)
 
     @setting
     def register(self, name: Union[str, bytes], timeout: int = 0) -> None:

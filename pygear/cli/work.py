@@ -233,7 +233,6 @@ class _Recheck(threading.Thread):
 
 def serve(config: Dict[str, Any], supervised: bool = False) -> int:
     """Run one worker until a signal asks it to stop."""
-    from ..errors import TIMEOUT
     from ..serializers import JSON, RAW
     from ..worker import Worker
 
@@ -267,11 +266,7 @@ def serve(config: Dict[str, Any], supervised: bool = False) -> int:
                 % (", ".join(config["functions"]),
                    ", ".join(cli.format_server(s) for s in config["servers"])))
             _say_unreachable(config, say)
-        while not stop.requested:
-            try:
-                worker.work()
-            except TIMEOUT:
-                continue
+        worker.serve(until=lambda: stop.requested)
     except KeyboardInterrupt:
         return cli.EXIT_INTERRUPTED
     finally:

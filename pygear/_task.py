@@ -36,7 +36,8 @@ class Task:
     __slots__ = ("_book", "_fn", "_uq", "_workload", "_c_name", "_background", "_status_of",
                  "_serializer", "_function", "_unique", "_key", "_data", "_event", "_handle",
                  "_rc", "_known", "_running", "_num", "_den", "_error", "_state", "_report",
-                 "_raised", "_server", "_started", "_addr", "_link", "__weakref__")
+                 "_raised", "_server", "_started", "_addr", "_link", "_gen", "_pin",
+                 "_abandoned", "__weakref__")
 
     def __init__(self, book: "TaskBook", fn: bytes, uq: bytes, workload: bytes, c_name: str,
                  background: bool, serializer: Any, key: Optional[bytes],
@@ -54,6 +55,9 @@ class Task:
         self._started: Optional[float] = None   # when it was added, if metrics record it
         self._addr: Optional[int] = None   # its C task, while there is one
         self._link: Any = None             # the server link that holds it
+        self._gen: Any = None              # pygear.aio: the C client generation holding it
+        self._pin: Any = None              # pygear.aio: the one server it must go to
+        self._abandoned = False            # pygear.aio: nobody awaits it any more
         self.reset()
 
     def reset(self) -> None:

@@ -13,6 +13,7 @@ issued one.
 """
 from __future__ import annotations
 
+import logging
 import time
 from ctypes import byref, c_int
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
@@ -27,6 +28,7 @@ from .serializers import RAW, decode
 if TYPE_CHECKING:
     from .client import Client
 
+log = logging.getLogger("pygear")
 SUCCESS = RETURN_CODES["SUCCESS"]
 IO_WAIT = RETURN_CODES["IO_WAIT"]
 PAUSE = RETURN_CODES["PAUSE"]
@@ -53,6 +55,10 @@ class DoJob:
     (the do C client hears only of warnings and the three endings)."""
 
     __slots__ = ("addr", "data", "report", "event")
+    addr: int
+    data: Optional[bytes]
+    report: Optional[bytes]     # a held-back exception report
+    event: Optional[int]        # the final event, once it came
 
     def take(self, rc: int) -> None:
         """The event libgearman paused on: ``rc`` says which (_events.PAUSED)."""
@@ -165,6 +171,9 @@ def submit(client: "Client", add: Any, background: bool, fn: bytes, uq: bytes,
         else:
             link.failed_with(failure)
         i += 1
+        if i < len(order):
+            log.info("job for %r sent again, to %s, after %s failed",
+                     fn.decode("utf-8", "replace"), order[i].name, link.name)
     raise client._record(failures[-1] if failures else error_for(
         RETURN_CODES["NO_SERVERS"], "%s failed: no job server was given (add_server or "
         "add_servers)" % _submitting(fn)))

@@ -244,15 +244,15 @@ def run(worker: "Worker", job_ptr: int, name: str, cw: "CWorker") -> bool:
             return True
         serializer = settings.serializer
         if serializer is RAW and type(result) is bytes:
-            data = result
+            reply: bytes = result
         else:
             try:
-                data = encode(serializer, result, "result")
+                reply = encode(serializer, result, "result")
             except TypeError as exc:   # the result could not be serialized
                 outcome = "exception"
                 job._send_report(exc)
                 return True
-        rc = _lib.gearman_job_send_complete(job_ptr, data or None, len(data))
+        rc = _lib.gearman_job_send_complete(job_ptr, reply or None, len(reply))
         if rc != SUCCESS:
             raise error_for(rc, "job %s: send_complete failed: %s"
                             % (job.handle(), _lib.strerror(rc)))
@@ -263,7 +263,7 @@ def run(worker: "Worker", job_ptr: int, name: str, cw: "CWorker") -> bool:
         # libgearman frees the C job now.  A Job nothing else holds can
         # never be asked again: copying its identity out (three C calls)
         # is only worth it for one the function kept (_REFS_OF_A_LOCAL).
-        if _REFS_OF_A_LOCAL is None or _getrefcount(job) > _REFS_OF_A_LOCAL:
+        if _REFS_OF_A_LOCAL is None or _getrefcount(job) > _REFS_OF_A_LOCAL:  # type: ignore[misc]
             job._read_ids()
         job._ptr = job._worker = job._cw = None
         if metrics is not None and outcome != "given back":

@@ -56,6 +56,8 @@ def _on_log(line: Optional[bytes], level: int, context: Optional[int]) -> None:
     # cross the C frame: a failing user logger is muted.
     try:
         text = line.decode("utf-8", "replace") if line else ""
+        if "timeout reached" in text:
+            return      # pygear's own 50 ms slices (pygear/_wait.py), not news
         target = TARGETS.get(context or 0)
         # At DEBUG whatever libgearman's level: pygear itself reports what
         # matters (servers down and up, failover) at its own levels.

@@ -84,7 +84,7 @@ class GearmandProcess:
         if self.queue == "sqlite":
             args += ["--queue-type", "libsqlite3",
                      "--libsqlite3-db", os.path.join(self.tmpdir, "queue.db")]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([str(a) for a in args], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL,
                                      start_new_session=True)

@@ -48,7 +48,6 @@ class Watched:
 _watched: "weakref.WeakSet[Watched]" = weakref.WeakSet()
 _thread: Optional[threading.Thread] = None
 _start_lock = threading.Lock()
-_handled = frozenset()
 
 
 def watch(gate: Any) -> Watched:

@@ -19,6 +19,7 @@ Each C client holds at most ``WINDOW`` tasks (_workarounds.TASK_LIST_WALK).
 """
 from __future__ import annotations
 
+import logging
 import select
 import time
 from collections import deque
@@ -35,6 +36,7 @@ from .errors import RETURN_CODES, GearmanError, error_for
 if TYPE_CHECKING:
     from .client import Client
 
+log = logging.getLogger("pygear")
 SUCCESS = RETURN_CODES["SUCCESS"]
 IO_WAIT = RETURN_CODES["IO_WAIT"]
 PAUSE = RETURN_CODES["PAUSE"]
@@ -315,6 +317,8 @@ class TaskBook:
         link.live = 0
         link.drop(link.batch)
         self.waiting.extendleft(reversed(back))
+        if back:
+            log.info("%d unfinished task(s) of %s go to the other servers", len(back), link.name)
 
     def abandon(self) -> None:
         """The client is closing: no task keeps a C address."""

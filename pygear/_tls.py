@@ -192,8 +192,9 @@ def require(kind: str) -> None:
     if kind not in SYMBOL:
         raise ValueError("kind must be 'client' or 'worker', not %r" % (kind,))
     _, refusals = _state()
-    if refusals[kind]:
-        raise NotSupported(refusals[kind])
+    reason = refusals[kind]
+    if reason:
+        raise NotSupported(reason)
 
 
 def check_files(**paths: Optional[str]) -> Dict[str, Optional[bytes]]:

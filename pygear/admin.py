@@ -152,7 +152,7 @@ def parse_address(address: str) -> Tuple[str, int]:
         try:
             [(host, port)] = parse_servers([text])
         except ValueError as exc:
-            given = _port_text(text) or ""
+            given: Optional[str] = _port_text(text) or ""
             if str(exc).startswith("no host"):
                 given = None
             if given is None:
@@ -315,7 +315,7 @@ class Admin:
         left = deadline - time.monotonic()
         if left <= 0:
             raise TIMEOUT("%r to gearmand at %s timed out after %gs"
-                          % (command, self._address(), self.timeout))
+                          % (command, self._address(), self.timeout or 0))
         return left
 
     def _connect(self, deadline: Optional[float], command: str) -> socket.socket:
@@ -337,7 +337,7 @@ class Admin:
             except socket.timeout as exc:
                 sock.close()
                 raise TIMEOUT("connecting to gearmand at %s timed out after %gs"
-                              % (self._address(), self.timeout)) from exc
+                              % (self._address(), self.timeout or 0)) from exc
             except OSError as exc:
                 sock.close()
                 failures.append("%s: %s" % (sockaddr[0], describe_connect_error(exc, self.host)))
@@ -380,7 +380,7 @@ class Admin:
             except socket.timeout as exc:
                 self.close()
                 raise TIMEOUT("%r to gearmand at %s timed out after %gs"
-                              % (command, self._address(), self.timeout)) from exc
+                              % (command, self._address(), self.timeout or 0)) from exc
             except OSError as exc:
                 self.close()
                 raise LOST_CONNECTION("connection to gearmand at %s failed during %r: %s"

@@ -52,10 +52,11 @@ def _job_method(priority: str, background: bool, doc: str) -> Callable[..., Any]
                     fn = _args.function_name(function)   # says what is wrong
             else:
                 fn = _args.function_name(function)
+            key: Optional[bytes]
             if unique is None:
                 key, uq = None, b"%s%012x" % (_unique.prefix, next(_unique.counter))
             else:
-                key = uq = _args.unique_key(unique)
+                key = uq = _args.c_string(unique, "unique key", limit=_lib.MAX_UNIQUE_SIZE)
             serializer = self._settings.serializer
             if serializer is RAW and type(workload) is bytes:
                 data = workload

@@ -187,7 +187,8 @@ def entry_point_installed() -> bool:
     try:
         from importlib import metadata
         eps = metadata.entry_points()
-        group = eps.select(group="pytest11") if hasattr(eps, "select") else eps.get("pytest11", [])
+        group = eps.select(group="pytest11") if hasattr(eps, "select") else \
+            eps.get("pytest11", [])  # type: ignore[arg-type]
         return any(ep.value.startswith("pygear.testing") for ep in group)
     except Exception:
         return False
@@ -332,10 +333,10 @@ class WorkerProcesses:
             while not ready.wait(0.1):
                 if proc.exitcode is not None:
                     raise RuntimeError("worker process %d exited with %s before it "
-                                       "started" % (proc.pid, proc.exitcode))
+                                       "started" % (proc.pid or 0, proc.exitcode))
                 if time.monotonic() > deadline:
                     raise RuntimeError("worker process %d did not start within %.0fs"
-                                       % (proc.pid, timeout))
+                                       % (proc.pid or 0, timeout))
         self._wait_registered(list(functions), count, deadline)
         return [proc for proc, _ in started]
 
@@ -346,7 +347,8 @@ class WorkerProcesses:
         wanted = {name: self._registered.get(name, 0) + count for name in names}
         with Admin(self.server.host, self.server.port, timeout=5.0) as admin:
             while True:
-                have = {row["function"]: row["available_workers"] for row in admin.status()}
+                have = {str(row["function"]): int(row["available_workers"])
+                        for row in admin.status()}
                 if all(have.get(name, 0) >= n for name, n in wanted.items()):
                     break
                 if time.monotonic() > deadline:

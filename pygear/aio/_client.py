@@ -37,6 +37,7 @@ from .._do import ADD_TASK
 from .._gate import Gate
 from .._link import SERVER_FAILURES, CClient, Link, server_failure
 from .._placement import Placement
+from .._probe import format_server
 from .._settings import ClientSettings
 from .._task import Task
 from .._wait import Deadline
@@ -408,7 +409,7 @@ class Client:
         settings = self._settings
 
         def ask() -> Dict[str, Any]:
-            with BlockingClient(settings.servers) as c:
+            with BlockingClient([format_server(s) for s in settings.servers]) as c:
                 c.set_timeout(settings.timeout)
                 return c.unique_status(key)
         return await loop.run_in_executor(None, ask)
@@ -421,7 +422,7 @@ class Client:
         settings = self._settings
 
         def ping() -> None:
-            with BlockingClient(settings.servers) as c:
+            with BlockingClient([format_server(s) for s in settings.servers]) as c:
                 c.set_timeout(settings.timeout)
                 c.echo(payload)
         await asyncio.get_running_loop().run_in_executor(None, ping)

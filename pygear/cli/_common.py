@@ -92,7 +92,7 @@ def servers_of(args: argparse.Namespace) -> List[Tuple[str, int]]:
     """--server (repeatable, comma lists allowed), else $GEARMAN_SERVERS,
     else localhost:4730.  A bad address is a usage error, in words."""
     given = getattr(args, "server", None)
-    source = "--server"
+    source: Optional[str] = "--server"
     if not given:
         env = os.environ.get(ENV_SERVERS)
         given, source = ([env], "$" + ENV_SERVERS) if env else ([DEFAULT_SERVER], None)
@@ -154,7 +154,7 @@ def cannot_connect(failures: Sequence[Tuple[Tuple[str, int], BaseException]],
 def probe_all(servers: Sequence[Tuple[str, int]], timeout: float = 3.0
               ) -> List[Tuple[Tuple[str, int], BaseException]]:
     """(server, why) for each server that does not accept a TCP connection."""
-    failures = []
+    failures: List[Tuple[Tuple[str, int], BaseException]] = []
     for server in servers:
         exc = probe(server, timeout)
         if exc is not None:

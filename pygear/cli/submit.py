@@ -306,7 +306,7 @@ def _each(args) -> int:
                     printed += 1
             if ready:
                 progress.clear()
-                cli.write_out(b"".join(_each_line(args, o) for o in ready))
+                cli.write_out(b"".join(_each_line(args, o) for o in ready if o is not None))
             progress.update(done, failed, force=bool(ready))
     except KeyboardInterrupt:
         with cond:
@@ -350,7 +350,8 @@ def _describe(args, exc: BaseException, line: bytes) -> str:
 def _summary(args, lines: List[bytes], outcomes: List[Optional[_Outcome]],
              elapsed: float, interrupted: bool = False) -> int:
     failures: List[Tuple[int, BaseException]] = [
-        (i, o.exc) for i, o in enumerate(outcomes) if o is not None and not o.ok]
+        (i, o.exc) for i, o in enumerate(outcomes)
+        if o is not None and not o.ok and o.exc is not None]
     done = sum(1 for o in outcomes if o is not None)
     if not args.quiet:
         kinds: dict = {}

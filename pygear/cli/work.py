@@ -241,6 +241,7 @@ def serve(config: Dict[str, Any], supervised: bool = False) -> int:
     stop.install(sigint=not supervised)   # a supervised worker hears its parent only
     if supervised:   # a fresh (spawned) process: set up -v again
         cli.setup_logging(config["verbose"], LOG_PREFIX)
+    serializer: Any
     if config["command"]:
         fn, serializer = _command_function(config, say), RAW
     else:
@@ -282,7 +283,7 @@ def _supervise(config: Dict[str, Any]) -> int:
     """Start ``concurrency`` worker processes; pass SIGTERM/SIGINT on to them."""
     ctx = multiprocessing.get_context("spawn")
     say = _logger(config)
-    children = []
+    children: List[Any] = []
     signals = {"count": 0, "code": cli.EXIT_OK}
 
     def forward(signum, frame) -> None:

@@ -122,6 +122,7 @@ def submit(client: "Client", add: Any, background: bool, fn: bytes, uq: bytes,
                 failures.append(exc)
                 i += 1
                 continue
+        # An empty workload goes as NULL (_workarounds.EMPTY_WORKLOAD).
         addr = add(cc.ptr, None, None, fn, uq, data or None, len(data), cc.rc_ref)
         if not addr:
             raise client._record(cc.error(cc.rc.value, _submitting(fn)))

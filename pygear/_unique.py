@@ -3,7 +3,8 @@
 libgearman 1.1.20 (as Debian builds it) gives every task added without a
 unique key a UUID from ``uuid_generate_time_safe()``, which first tries to
 reach the uuidd daemon: a socket, a failed connect and a close on every job,
-about 7 us here, on the critical path of each round trip.  pygear names the
+about 7 us here, on the critical path of each round trip
+(_workarounds.UUID_PER_TASK).  pygear names the
 job itself instead: a random UUID-shaped prefix per process and a counter,
 as unique as libgearman's (two processes never share a prefix, and a forked
 child draws a new one), for a fraction of a microsecond.

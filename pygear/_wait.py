@@ -1,7 +1,7 @@
 """The one wait loop: every blocking call drives libgearman through ``drive``.
 
 ``gearman_wait`` retries ``poll()`` on EINTR, so a C call with no timeout
-holds Ctrl-C back for as long as it waits.  pygear never lets libgearman
+holds Ctrl-C back for as long as it waits (_workarounds.SIGNALS_HELD_IN_POLL).  pygear never lets libgearman
 block longer than one slice (``SLICE_MS``); between slices ``drive`` is
 where, and the only place where,
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import traceback
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from .serializers import JSON, RAW, decode, encode
 
@@ -57,20 +57,28 @@ def decode_report(serializer: Any, raw: bytes) -> Any:
     return raw
 
 
-def describe(payload: Any) -> str:
-    """A report (pygear's dict, or another worker's bytes/str) as text."""
+def as_report(payload: Any) -> Optional[Dict[str, Any]]:
+    """pygear's report from a WORK_EXCEPTION payload: the dict itself, or
+    the JSON text a RAW client is sent; None for anything else (another
+    worker's own bytes)."""
     if isinstance(payload, (bytes, bytearray)):
         try:
-            decoded = json.loads(bytes(payload).decode("utf-8"))
+            payload = json.loads(bytes(payload).decode("utf-8"))
         except ValueError:
-            decoded = None
-        if isinstance(decoded, dict) and "type" in decoded:
-            payload = decoded
+            return None
     if isinstance(payload, dict) and "type" in payload:
-        trace = payload.get("traceback") or []
+        return payload
+    return None
+
+
+def describe(payload: Any) -> str:
+    """A report (pygear's dict, or another worker's bytes/str) as text."""
+    report = as_report(payload)
+    if report is not None:
+        trace = report.get("traceback") or []
         if trace:
             return "".join(trace).rstrip("\n")
-        return "%s: %s" % (payload.get("type"), payload.get("message", ""))
+        return "%s: %s" % (report.get("type"), report.get("message", ""))
     if isinstance(payload, (bytes, bytearray)):
         return bytes(payload).decode("utf-8", "replace")
     if payload is None:

@@ -9,14 +9,14 @@ Every blocking call waits through the one wait loop (pygear/_wait.py).
 """
 from __future__ import annotations
 
-import os
-from typing import Any, Callable, Dict, Iterable, List, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from . import _args, _do, _lib, _unique
 from ._args import Name, Server
 from ._events import COMPLETE, CREATED, DATA, EXCEPTION, FAIL, STATUS, WARNING
 from ._events import NAMES as _EVENT_NAMES
-from ._gate import Gate, entry, setting
+from ._gate import entry, setting
+from ._owner import Owner, Servers
 from ._link import Link
 from ._placement import Placement
 from ._settings import OPTION_NAMES, ClientSettings
@@ -24,14 +24,12 @@ from ._task import Task
 from ._taskbook import TaskBook
 from ._unique import new_unique
 from ._wait import Deadline
-from .errors import RETURN_CODES, GearmanError, error_for
-from .serializers import RAW, check_serializer, encode
+from .errors import RETURN_CODES, error_for
+from .serializers import RAW, encode
 
-E = TypeVar("E", bound=BaseException)
 __all__ = ["Client", "Task"]
 
 Callback = Callable[[Task], Any]
-Servers = Union[str, Iterable[str]]
 _HANDLES_REMEMBERED = 100_000
 
 
@@ -72,7 +70,7 @@ def _job_method(priority: str, background: bool, doc: str) -> Callable[..., Any]
     return method
 
 
-class Client:
+class Client(Owner):
     """A Gearman client: submit jobs, run batches of tasks, ask for status.
 
     ``Client("h1:4730,h2:4730")`` (or a list) adds servers at once; so do
@@ -80,22 +78,17 @@ class Client:
     used: jobs are spread over them and fail over between them.
     """
 
+    _kind = "client"
+    _settings: ClientSettings
+
     def __init__(self, servers: Optional[Servers] = None) -> None:
-        _lib.load()   # LibraryNotFound here, saying how to install it
-        self._pid = os.getpid()
-        self._settings = ClientSettings()
-        self._gate = Gate("client", self._free)
         self._links: List[Link] = []
         self._placement: Placement[Link] = Placement()
-        self._book = TaskBook(self)
         self._issuers: Dict[str, Link] = {}   # job handle -> the server that issued it
-        self._last_error: Optional[GearmanError] = None
         self._last_errno = 0
-        env = os.environ.get("GEARMAN_SERVERS")
-        if env:   # as libgearman does (_workarounds.ENV_SERVERS), but placed by pygear
-            self._add(_args.parse_servers(env))
-        if servers is not None:
-            self._add(_args.parse_servers(servers))
+        self._setup(ClientSettings(), servers)
+        self._links = self._servers_of
+        self._book = TaskBook(self)
 
     # --- lifetime ----------------------------------------------------------------
     def _free(self) -> None:
@@ -105,71 +98,18 @@ class Client:
             link.close()
         self._settings.forget()
 
-    def close(self) -> None:
-        """Free the C side.  From inside a callback: when the running call
-        returns.  From another thread: a blocked call raises pygear.ERROR
-        ("closed") within one wait slice, then the client is freed.  A
-        second close does nothing; any later call raises pygear.ERROR."""
-        self._gate.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._gate.closed
-
-    def __enter__(self) -> "Client":
-        if self._gate.closed:
-            raise self._gate.closed_error()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self, _getpid: Callable[[], int] = os.getpid) -> None:
-        # Only in the process that made it: after fork() the child shares
-        # the parent's sockets and must not tear them down.
-        try:
-            if not self._gate.closed and self._pid == _getpid():
-                self.close()
-        except Exception:
-            pass
-
-    def __repr__(self) -> str:
-        state = "closed" if self._gate.closed else ",".join(
-            link.name for link in self._links) or "no servers"
-        return "<pygear.Client %s>" % state
-
     @entry
     def clone(self) -> "Client":
         """A new Client with every setting of this one (servers, timeouts,
         serializer, options, identifier, log function, callbacks)."""
-        other = Client.__new__(Client)
-        other._pid = os.getpid()
-        other._settings = self._settings.copy()
-        other._gate = Gate("client", other._free)
-        other._links = [Link(server, other._settings) for server in other._settings.servers]
-        other._placement = Placement()
+        other = Client()
+        settings = self._settings.copy()
+        other._settings = settings
+        other._links[:] = [Link(server, settings) for server in settings.servers]
         other._book = TaskBook(other)
-        other._issuers = {}
-        other._last_error, other._last_errno = None, 0
         return other
 
     # --- servers -------------------------------------------------------------------
-    @setting
-    def add_server(self, host: str = "localhost", port: int = _args.DEFAULT_PORT) -> None:
-        """Add one job server."""
-        self._add([(_args.check_host(host), _args.check_port(port))])
-
-    @setting
-    def add_servers(self, servers: Servers) -> None:
-        """Add servers: libgearman's "h1:4730,h2" form, or a list of "host[:port]"."""
-        self._add(_args.parse_servers(servers))
-
-    def _add(self, servers: List[Server]) -> None:
-        for server in servers:
-            if server not in self._settings.servers:
-                self._settings.servers.append(server)
-                self._links.append(Link(server, self._settings))
-
     @entry
     def remove_servers(self) -> None:
         """Forget every server; queued tasks, and those in flight on them, wait
@@ -177,9 +117,12 @@ class Client:
         for link in self._links:
             self._book.requeue(link)
             link.close()
-        self._links = []
+        del self._links[:]   # in place: it is Owner._servers_of
         self._settings.servers = []
         self._issuers.clear()
+
+    def _new_server(self, server: Server) -> Link:
+        return Link(server, self._settings)
 
     def _issued(self, handle: str, link: Link) -> None:
         if len(self._links) > 1:
@@ -201,68 +144,6 @@ class Client:
                          % (server, ", ".join(link.name for link in self._links) or "none"))
 
     # --- settings --------------------------------------------------------------------
-    @setting
-    def set_timeout(self, timeout_ms: int) -> None:
-        """Milliseconds a blocking call may take in all; -1 waits forever
-        (still interruptible by Ctrl-C and by close() from another thread)."""
-        self._settings.timeout = _args.check_timeout(timeout_ms)
-
-    def timeout(self) -> int:
-        """The timeout in milliseconds (-1: forever)."""
-        self._gate.check_open()
-        return self._settings.timeout
-
-    @setting
-    def set_connect_timeout(self, timeout_ms: int) -> None:
-        """How long a server may take to accept and answer a new connection
-        before it counts as down (default 5000 ms; the job timeout is separate)."""
-        ms = _args.check_timeout(timeout_ms)
-        if ms < 1:
-            raise ValueError("the connect timeout must be at least 1 ms")
-        self._settings.connect_timeout = ms
-
-    def connect_timeout(self) -> int:
-        """The connect timeout in milliseconds (set_connect_timeout)."""
-        self._gate.check_open()
-        return self._settings.connect_timeout
-
-    @setting
-    def set_serializer(self, serializer: Any) -> None:
-        """How workloads and results are encoded: pygear.JSON (default),
-        pygear.RAW, pygear.PICKLE, or any object with loads and dumps."""
-        self._settings.serializer = check_serializer(serializer)
-
-    @setting
-    def set_identifier(self, identifier: Union[str, bytes]) -> None:
-        """The client id gearmand shows for this client's connections."""
-        self._settings.identifier = _args.identifier(identifier)
-        self._settings.changed()
-
-    @setting
-    def set_log_fn(self, fn: Callable[[str], Any], verbose: Union[int, str] = "INFO") -> None:
-        """Send libgearman's log lines at ``verbose`` and above to fn(line)."""
-        if not callable(fn):
-            raise TypeError("log function must be callable")
-        self._settings.log_fn = fn
-        self._settings.log_verbose = _verbosity(verbose)
-        self._settings.changed()
-
-    def set_ssl(self, ca_file: Optional[str] = None, certificate: Optional[str] = None,
-                key: Optional[str] = None) -> None:
-        """Talk TLS to the servers.  Raises pygear.NotSupported, saying why,
-        where the loaded libgearman cannot (see pygear.features()), and then
-        nothing changed: nothing asked to go over TLS is sent in plaintext."""
-        from . import _tls
-        files = _tls.check_files(ca_file=ca_file, certificate=certificate, key=key)
-        self._set_ssl((files["ca_file"], files["certificate"], files["key"]))
-
-    @setting
-    def _set_ssl(self, ssl: Any) -> None:
-        from . import _tls
-        _tls.require("client")
-        self._settings.ssl = ssl
-        self._settings.changed()
-
     @setting
     def set_metrics(self, recorder: Any) -> None:
         """Record jobs submitted, completed, failed and their latency in
@@ -299,22 +180,6 @@ class Client:
         return {name: self._settings.options[name] for name in OPTION_NAMES}
 
     # --- errors -----------------------------------------------------------------------
-    def _record(self, exc: E) -> E:
-        """Remember the error: error() and error_code() answer from it."""
-        if isinstance(exc, GearmanError):
-            self._last_error = exc
-        return exc
-
-    def _timeout_error(self, what: str) -> GearmanError:
-        return self._record(error_for(RETURN_CODES["TIMEOUT"], "%s failed: timeout of %d ms "
-                                      "reached" % (what, self._settings.timeout)))
-
-    def error(self) -> Optional[str]:
-        """The text of the last error (kept after later successes, as
-        libgearman keeps it)."""
-        self._gate.check_open()
-        return str(self._last_error) if self._last_error is not None else None
-
     def error_code(self) -> int:
         """The gearman_return_t of the last error (SUCCESS when none)."""
         self._gate.check_open()
@@ -490,15 +355,3 @@ class Client:
     def clear_fn(self) -> None:
         """Forget every callback."""
         self._settings.callbacks.clear()
-
-
-def _verbosity(verbose: Union[int, str]) -> int:
-    if isinstance(verbose, str):
-        try:
-            return _lib.VERBOSE_NAMES.index(verbose.upper())
-        except ValueError:
-            raise ValueError("verbose must be one of %s" % (_lib.VERBOSE_NAMES,))
-    if isinstance(verbose, bool) or not isinstance(verbose, int) or \
-            not 0 <= verbose < len(_lib.VERBOSE_NAMES):
-        raise ValueError("verbose must be 0..%d" % (len(_lib.VERBOSE_NAMES) - 1))
-    return verbose

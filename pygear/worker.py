@@ -18,30 +18,27 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import select
 import time
 import weakref
 from ctypes import byref, c_int
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from . import _args, _lib, _settings
-from ._gate import Gate, entry, setting
+from ._gate import entry, setting
+from ._owner import Owner, Servers
 from ._job import Job, WorkloadError
 from ._link import SERVER_FAILURES
 from ._cworker import BACKOFF_MAX, CWorker, WorkerServer
 from ._probe import Probe
 from ._wait import NEVER, SLICE_MS, WAITING, Deadline, drive
 from .errors import RETURN_CODES, GearmanError, error_for
-from .serializers import check_serializer
 
-E = TypeVar("E", bound=BaseException)
 __all__ = ["Worker", "Job", "WorkloadError"]
 
 log = logging.getLogger("pygear")
 _monotonic = time.monotonic
 JobFunction = Callable[[Job], Any]
-Servers = Union[str, Iterable[str]]
 
 SUCCESS = RETURN_CODES["SUCCESS"]
 TIMEOUT = RETURN_CODES["TIMEOUT"]
@@ -50,7 +47,7 @@ LOST_CONNECTION = RETURN_CODES["LOST_CONNECTION"]
 WORK_FAIL = RETURN_CODES["WORK_FAIL"]
 _MIN_GRAB_MS = 5              # a C worker's slice when several share the wait
 
-class Worker:
+class Worker(Owner):
     """A Gearman worker: register functions, then ``work()`` or ``serve()``.
 
     ``Worker("h1:4730,h2:4730")`` (or a list) adds servers at once.  With
@@ -58,23 +55,17 @@ class Worker:
     the others while one is down.
     """
 
+    _kind = "worker"
+    _settings: _settings.WorkerSettings
+
     def __init__(self, servers: Optional[Servers] = None) -> None:
-        _lib.load()
-        self._pid = os.getpid()
-        self._settings = _settings.WorkerSettings()
-        self._gate = Gate("worker", self._free)
-        self._servers: List[WorkerServer] = []
         self._pending: Optional[BaseException] = None   # raised where C called us
         self._ref = weakref.ref(self)
         self._turn = itertools.count()
         self._current: Optional[Job] = None             # the job its function runs
         self._deadline = NEVER                          # the running call's
-        self._last_error: Optional[GearmanError] = None
-        env = os.environ.get("GEARMAN_SERVERS")
-        if env:
-            self._add(_args.parse_servers(env))
-        if servers is not None:
-            self._add(_args.parse_servers(servers))
+        self._setup(_settings.WorkerSettings(), servers)
+        self._servers: List[WorkerServer] = self._servers_of
 
     # --- lifetime ---------------------------------------------------------------
     def _free(self) -> None:
@@ -82,113 +73,28 @@ class Worker:
             server.close()
         self._settings.forget()
 
-    def close(self) -> None:
-        """Free the C side.  From inside a job function: once it returns (its
-        reply is still sent).  From another thread: a blocked work() or
-        grab_job() raises pygear.ERROR ("closed") within one wait slice."""
-        self._gate.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._gate.closed
-
-    def __enter__(self) -> "Worker":
-        if self._gate.closed:
-            raise self._gate.closed_error()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self, _getpid: Callable[[], int] = os.getpid) -> None:
-        try:
-            if not self._gate.closed and self._pid == _getpid():
-                self.close()
-        except Exception:
-            pass
-
-    def __repr__(self) -> str:
-        state = "closed" if self._gate.closed else ",".join(
-            s.name for s in self._servers) or "no servers"
-        return "<pygear.Worker %s>" % state
-
     @entry
     def clone(self) -> "Worker":
         """A new Worker with every setting of this one, functions included."""
-        other = Worker.__new__(Worker)
-        other._pid = os.getpid()
-        other._settings = self._settings.copy()
-        other._gate = Gate("worker", other._free)
-        other._servers = [WorkerServer(s, other._settings) for s in other._settings.servers]
-        other._pending = None
-        other._ref = weakref.ref(other)
-        other._turn = itertools.count()
-        other._current = None
-        other._deadline = NEVER
-        other._last_error = None
+        other = Worker()
+        settings = self._settings.copy()
+        other._settings = settings
+        other._servers[:] = [WorkerServer(s, settings) for s in settings.servers]
         return other
 
     # --- servers --------------------------------------------------------------------
-    @setting
-    def add_server(self, host: str = "localhost", port: int = _args.DEFAULT_PORT) -> None:
-        """Add one job server."""
-        self._add([(_args.check_host(host), _args.check_port(port))])
-
-    @setting
-    def add_servers(self, servers: Servers) -> None:
-        """Add servers: "h1:4730,h2" or a list of "host[:port]"."""
-        self._add(_args.parse_servers(servers))
-
-    def _add(self, servers: List[Tuple[str, int]]) -> None:
-        for server in servers:
-            if server not in self._settings.servers:
-                self._settings.servers.append(server)
-                self._servers.append(WorkerServer(server, self._settings))
+    def _new_server(self, server: Tuple[str, int]) -> WorkerServer:
+        return WorkerServer(server, self._settings)
 
     @entry
     def remove_servers(self) -> None:
         """Forget every server (their connections close)."""
         for server in self._servers:
             server.close()
-        self._servers = []
+        del self._servers[:]   # in place: it is Owner._servers_of
         self._settings.servers = []
 
     # --- settings --------------------------------------------------------------------
-    @setting
-    def set_timeout(self, timeout_ms: int) -> None:
-        """Milliseconds work() and grab_job() wait for a job (-1: forever,
-        still interruptible by Ctrl-C and by close() from another thread)."""
-        self._settings.timeout = _args.check_timeout(timeout_ms)
-
-    def timeout(self) -> int:
-        """The timeout in milliseconds (-1: forever)."""
-        self._gate.check_open()
-        return self._settings.timeout
-
-    @setting
-    def set_connect_timeout(self, timeout_ms: int) -> None:
-        """How long a server may take to answer a new connection (default 5000 ms)."""
-        ms = _args.check_timeout(timeout_ms)
-        if ms < 1:
-            raise ValueError("the connect timeout must be at least 1 ms")
-        self._settings.connect_timeout = ms
-
-    def connect_timeout(self) -> int:
-        """The connect timeout in milliseconds (set_connect_timeout)."""
-        self._gate.check_open()
-        return self._settings.connect_timeout
-
-    @setting
-    def set_serializer(self, serializer: Any) -> None:
-        """How workloads and replies are encoded (pygear.JSON by default)."""
-        self._settings.serializer = check_serializer(serializer)
-
-    @setting
-    def set_identifier(self, identifier: Union[str, bytes]) -> None:
-        """The worker id gearmand shows (admin "workers")."""
-        self._settings.identifier = _args.identifier(identifier)
-        self._settings.changed()
-
     @setting
     def set_namespace(self, namespace: Union[str, bytes]) -> None:
         """Prefix every function name on the wire with ``namespace``."""
@@ -202,32 +108,6 @@ class Worker:
         return ns.decode("utf-8", "replace") if ns else None
 
     @setting
-    def set_log_fn(self, fn: Callable[[str], Any], verbose: Union[int, str] = "INFO") -> None:
-        """Send libgearman's log lines at ``verbose`` and above to fn(line)."""
-        from .client import _verbosity
-        if not callable(fn):
-            raise TypeError("log function must be callable")
-        self._settings.log_fn = fn
-        self._settings.log_verbose = _verbosity(verbose)
-        self._settings.changed()
-
-    def set_ssl(self, ca_file: Optional[str] = None, certificate: Optional[str] = None,
-                key: Optional[str] = None) -> None:
-        """Talk TLS to the servers.  Raises pygear.NotSupported, saying why,
-        where the loaded libgearman cannot (see pygear.features()), and then
-        nothing changed: nothing asked to go over TLS is sent in plaintext."""
-        from . import _tls
-        files = _tls.check_files(ca_file=ca_file, certificate=certificate, key=key)
-        self._set_ssl((files["ca_file"], files["certificate"], files["key"]))
-
-    @setting
-    def _set_ssl(self, ssl: Any) -> None:
-        from . import _tls
-        _tls.require("worker")
-        self._settings.ssl = ssl
-        self._settings.changed()
-
-    @setting
     def set_metrics(self, recorder: Any) -> None:
         """Record the outcome and duration of every job work() runs in
         ``recorder``: a pygear.metrics.Recorder, or any object with
@@ -237,24 +117,10 @@ class Worker:
             raise TypeError("a worker's recorder needs a job_done() method")
         self._settings.metrics = recorder
 
-    def error(self) -> Optional[str]:
-        """The text of the last error."""
-        self._gate.check_open()
-        return str(self._last_error) if self._last_error is not None else None
-
     def errno(self) -> int:
         """The system errno of the last failure (0: pygear keeps none for workers)."""
         self._gate.check_open()
         return 0
-
-    def _record(self, exc: E) -> E:
-        if isinstance(exc, GearmanError):
-            self._last_error = exc
-        return exc
-
-    def _timeout_error(self, what: str) -> GearmanError:
-        return self._record(error_for(TIMEOUT, "%s failed: timeout of %d ms reached"
-                                      % (what, self._settings.timeout)))
 
     # --- functions -------------------------------------------------------------------
     @setting

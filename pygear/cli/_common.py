@@ -11,6 +11,7 @@ import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
 from ..admin import describe_connect_error, parse_address
+from .. import _report
 from ..serializers import JSON, RAW
 
 # Exit codes (also in ``pygear --help``).
@@ -227,34 +228,9 @@ def error(message: str) -> None:
     sys.stderr.flush()
 
 
-def exception_report(payload: Any) -> Optional[dict]:
-    """pygear's exception report ``{"type", "message", "args", "traceback"}``
-    from a WORK_EXCEPTION payload: the dict itself, or the JSON text a RAW
-    client is sent; None for anything else (another worker's own bytes)."""
-    if isinstance(payload, (bytes, bytearray)):
-        try:
-            payload = json.loads(bytes(payload).decode("utf-8"))
-        except ValueError:
-            return None
-    if isinstance(payload, dict) and "type" in payload:
-        return payload
-    return None
-
-
-def describe_exception_report(payload: Any) -> str:
-    """A worker's exception report (pygear's dict, or another worker's
-    bytes/str) as text for stderr."""
-    report = exception_report(payload)
-    if report is not None:
-        trace = report.get("traceback") or []
-        if trace:
-            return "".join(trace).rstrip("\n")
-        return "%s: %s" % (report.get("type"), report.get("message", ""))
-    if isinstance(payload, (bytes, bytearray)):
-        return bytes(payload).decode("utf-8", "replace")
-    if payload is None:
-        return "(no details)"
-    return str(payload)
+# The exception report is pygear/_report.py's: the CLI only shows it.
+exception_report = _report.as_report
+describe_exception_report = _report.describe
 
 
 def wanted_json(args: argparse.Namespace, payload: Any, workload: bytes) -> bool:

@@ -13,7 +13,7 @@ import pygear
 from pygear._server import GearmandProcess
 from pygear.testing import unique_name
 
-from .faultkit import BlackHole, dead_port, serve_echo
+from .faultkit import dead_port
 
 pytestmark = pytest.mark.timeout(60)
 

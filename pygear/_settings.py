@@ -98,20 +98,26 @@ class WorkerSettings(Settings):
         return other
 
 
+def _apply_common(settings: Settings, ptr: Any, kind: str) -> bool:
+    """What Client and Worker handles share: libgearman names the calls
+    alike (gearman_client_* / gearman_worker_*)."""
+    if settings.identifier:
+        _check(getattr(_lib, "gearman_%s_set_identifier" % kind)(
+                   ptr, settings.identifier, len(settings.identifier)),
+               "setting the identifier", lambda: getattr(_lib, "gearman_%s_error" % kind)(ptr))
+    key = settings.log_key()
+    if key is not None:
+        getattr(_lib, "gearman_%s_set_log_fn" % kind)(
+            ptr, _log.LOG_TRAMPOLINE, key, _log.c_verbosity(settings.log_verbose))
+    if settings.ssl is not None:
+        getattr(_lib, "gearman_%s_set_ssl" % kind)(ptr, True, *settings.ssl)
+    return key is not None
+
+
 def apply_client(settings: Settings, ptr: Any) -> bool:
     """Everything the record says, on a fresh C client; True when it got a
     log function (Python that C calls: its calls must then be shielded)."""
-    if settings.identifier:
-        _check(_lib.gearman_client_set_identifier(ptr, settings.identifier,
-                                                  len(settings.identifier)),
-               "setting the identifier", lambda: _lib.gearman_client_error(ptr))
-    key = settings.log_key()
-    if key is not None:
-        _lib.gearman_client_set_log_fn(ptr, _log.LOG_TRAMPOLINE, key,
-                                       _log.c_verbosity(settings.log_verbose))
-    if settings.ssl is not None:
-        _lib.gearman_client_set_ssl(ptr, True, *settings.ssl)
-    return key is not None
+    return _apply_common(settings, ptr, "client")
 
 
 def apply_worker(settings: WorkerSettings, ptr: Any) -> None:
@@ -119,16 +125,7 @@ def apply_worker(settings: WorkerSettings, ptr: Any) -> None:
     registered by the Worker, which owns their contexts)."""
     if settings.namespace:
         _lib.gearman_worker_set_namespace(ptr, settings.namespace, len(settings.namespace))
-    if settings.identifier:
-        _check(_lib.gearman_worker_set_identifier(ptr, settings.identifier,
-                                                  len(settings.identifier)),
-               "setting the identifier", lambda: _lib.gearman_worker_error(ptr))
-    key = settings.log_key()
-    if key is not None:
-        _lib.gearman_worker_set_log_fn(ptr, _log.LOG_TRAMPOLINE, key,
-                                       _log.c_verbosity(settings.log_verbose))
-    if settings.ssl is not None:
-        _lib.gearman_worker_set_ssl(ptr, True, *settings.ssl)
+    _apply_common(settings, ptr, "worker")
 
 
 __all__ = ["Settings", "ClientSettings", "WorkerSettings", "apply_client", "apply_worker",

@@ -26,6 +26,16 @@ WORK_EXCEPTION = RETURN_CODES["WORK_EXCEPTION"]
 WORK_FAIL = RETURN_CODES["WORK_FAIL"]
 
 
+_OUTCOMES = {SUCCESS: "complete", WORK_FAIL: "fail", WORK_EXCEPTION: "exception"}
+
+
+def record_outcome(metrics: Any, task: "Task", now: float) -> None:
+    """The task's outcome and latency, to a client's metrics recorder (if any)."""
+    if metrics is not None and task._started is not None:
+        metrics.finished(task._function, _OUTCOMES.get(task._rc, "complete"),
+                         now - task._started)
+
+
 def _text(raw: Optional[bytes]) -> Optional[str]:
     return raw.decode("utf-8", "replace") if raw else None
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
 from . import _lib, _signals
 from ._events import LIVE
 from ._link import SERVER_FAILURES, CClient, Link, server_failure
-from ._task import Task
+from ._task import Task, record_outcome
 from ._wait import WAITING, Deadline, drive
 from .errors import RETURN_CODES, GearmanError, error_for
 
@@ -41,8 +41,6 @@ SUCCESS = RETURN_CODES["SUCCESS"]
 IO_WAIT = RETURN_CODES["IO_WAIT"]
 PAUSE = RETURN_CODES["PAUSE"]
 TIMEOUT = RETURN_CODES["TIMEOUT"]
-WORK_FAIL = RETURN_CODES["WORK_FAIL"]
-WORK_EXCEPTION = RETURN_CODES["WORK_EXCEPTION"]
 NOT_DONE = frozenset((RETURN_CODES["UNKNOWN_STATE"], RETURN_CODES["COULD_NOT_CONNECT"]))
 WINDOW = 1000
 
@@ -90,11 +88,7 @@ class TaskBook:
 
     def record(self, task: Task) -> None:
         """The task's outcome and latency, for the client's metrics."""
-        metrics = self._settings.metrics
-        if metrics is not None and task._started is not None:
-            outcome = {SUCCESS: "complete", WORK_FAIL: "fail",
-                       WORK_EXCEPTION: "exception"}.get(task._rc, "complete")
-            metrics.finished(task._function, outcome, time.monotonic() - task._started)
+        record_outcome(self._settings.metrics, task, time.monotonic())
 
     # --- adding ----------------------------------------------------------------
     def add(self, task: Task) -> Task:

@@ -553,6 +553,94 @@ def test_status_goes_to_the_server_that_holds_the_handle(gearmand_cluster):
 
 
 @pytest.mark.gearmand_cluster(count=2)
+def test_add_task_status_goes_to_the_issuer(gearmand_cluster):
+    """A status task for a handle this client got from do_background() asks
+    the server that issued it, though the other holds the same handle."""
+    addresses = gearmand_cluster.addresses
+    fn = unique_name("task_status")
+    with cluster_client(addresses) as c:
+        mine = c.do_background(fn, "mine")
+        elsewhere = next(a for a in addresses if a != mine["server"])
+        with cluster_client([elsewhere]) as direct:
+            assert direct.do_background(fn, "theirs")["job_handle"] == mine["job_handle"]
+        held = HeldJob(elsewhere, fn, 3, 7)
+        try:
+            for _ in range(3):            # round-robin would reach the other server
+                task = c.add_task_status(mine["job_handle"])
+                c.run_tasks()
+                assert task.server() == mine["server"]
+                assert (task.is_known(), task.is_running()) == (True, False)
+        finally:
+            held.close()
+
+
+@pytest.mark.gearmand_cluster(count=2)
+@pytest.mark.xfail(strict=True, reason=(
+    "core bug: a background Task's handle is not remembered as issued by its server "
+    "(pygear/_taskbook.py never calls Client._issued; only _do.submit does): "
+    "job_status() asks every server and raises ERROR, add_task_status() is sent "
+    "round-robin and answers with the other server's job"))
+def test_status_of_a_background_task_goes_to_its_server(gearmand_cluster):
+    addresses = gearmand_cluster.addresses
+    fn = unique_name("bg_task_status")
+    with cluster_client(addresses) as c:
+        task = c.add_task_background(fn, "mine")
+        c.run_tasks()
+        elsewhere = next(a for a in addresses if a != task.server())
+        with cluster_client([elsewhere]) as direct:
+            assert direct.do_background(fn, "theirs")["job_handle"] == task.job_handle()
+        held = HeldJob(elsewhere, fn, 3, 7)
+        try:
+            statuses = []
+            for _ in range(2):
+                st = c.add_task_status(task.job_handle())
+                c.run_tasks()
+                statuses.append((st.server(), st.is_running()))
+            assert statuses == [(task.server(), False)] * 2
+            assert c.job_status(task.job_handle()) == QUEUED
+        finally:
+            held.close()
+
+
+@pytest.mark.gearmand_cluster(count=2)
+@pytest.mark.xfail(strict=True, reason=(
+    "core bug: when two servers issue the same handle to one client, Client._issued "
+    "keeps the last, and job_status(handle) answers for that server's job without a "
+    "word; the handle is ambiguous, so it should ask every server (ERROR naming both)"))
+def test_a_handle_two_servers_issued_to_this_client_is_ambiguous(gearmand_cluster):
+    addresses = gearmand_cluster.addresses
+    fn = unique_name("twice_issued")
+    with cluster_client(addresses) as c:
+        first = c.do_background(fn, "first")
+        second = c.do_background(fn, "second")
+        assert first["job_handle"] == second["job_handle"]
+        assert first["server"] != second["server"]
+        held = HeldJob(second["server"], fn, 3, 7)
+        try:
+            with pytest.raises(pygear.ERROR) as info:
+                c.job_status(first["job_handle"])
+            assert all(a in str(info.value) for a in addresses)
+            assert c.job_status(first["job_handle"], server=first["server"]) == QUEUED
+        finally:
+            held.close()
+
+
+@pytest.mark.parametrize("gearmand_cluster", [1, 2], indirect=True)
+@pytest.mark.xfail(strict=True, raises=pygear.TIMEOUT, reason=(
+    "libgearman 1.1.20 matches a STATUS_RES to the first task with that handle, so two "
+    "status tasks for one handle in one C client leave all but one waiting forever "
+    "(also in C: gearman_client_add_task_status twice + run_tasks = TIMEOUT); "
+    "pygear/_taskbook.py sends them together: run_tasks() hangs until its timeout"))
+def test_several_status_tasks_for_one_handle(gearmand_cluster):
+    with cluster_client(gearmand_cluster.addresses, timeout=3000) as c:
+        # the issuer is known: every status task goes to it
+        handle = c.do_background(unique_name("same_handle"), 1)["job_handle"]
+        tasks = [c.add_task_status(handle) for _ in range(3)]
+        c.run_tasks()
+        assert all(t.is_known() for t in tasks)
+
+
+@pytest.mark.gearmand_cluster(count=2)
 def test_unique_status_asks_the_keys_server_first(gearmand_cluster):
     """The key's job is queued on its own server, and a job with the same key
     runs at 5/9 on the other: unique_status answers from the key's server,

@@ -9,6 +9,11 @@ job returns [that server's address, its workload], so every answer says
 where it ran, and the runs say how often each workload ran."""
 import json
 import logging
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -18,8 +23,8 @@ import pytest
 import pygear
 from pygear.testing import unique_name
 
-from .faultkit import (BlackHole, ClusterWorkers, NotGearman, ServingThread, dead_port,
-                       handles_on, queued_on, split_address, wait_workers)
+from .faultkit import (ROOT, BlackHole, ClusterWorkers, NotGearman, ServingThread, child_env,
+                       dead_port, handles_on, queued_on, split_address, wait_workers)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -396,6 +401,31 @@ def test_every_server_silent_fails_within_the_job_timeout():
             h.close()
 
 
+def test_a_server_that_hangs_costs_one_call_a_timeout(gearmand_cluster, served):
+    """A gearmand that stops answering (SIGSTOP) on a connection that works is
+    not seen as down: the call sent there raises TIMEOUT at the job timeout.
+    The next new connection to it does not answer within its share of the
+    time, the server is marked down, and every later call goes elsewhere."""
+    addresses, frozen = gearmand_cluster.addresses, gearmand_cluster.servers[1]
+    outcomes = []
+    with cluster_client(addresses, timeout=1500) as c:
+        assert {c.do(served.name, i)[0] for i in range(3)} == set(addresses)
+        os.kill(frozen.pid, signal.SIGSTOP)
+        try:
+            for i in range(9):
+                started = time.monotonic()
+                try:
+                    outcomes.append(c.do(served.name, i)[0])
+                except pygear.TIMEOUT:
+                    outcomes.append("TIMEOUT")
+                assert time.monotonic() - started < 2.5
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+    assert outcomes.count("TIMEOUT") == 1, outcomes
+    assert frozen.address not in outcomes
+    assert set(outcomes) - {"TIMEOUT"} == set(addresses) - {frozen.address}
+
+
 # --- a first server that is silent, or is not a Gearman server ----------------------------------
 
 @pytest.fixture(params=["silent", "not_gearman", "refused"])
@@ -747,3 +777,67 @@ def test_without_a_persistent_queue_a_killed_server_loses_its_jobs(gearmand_clus
         gearmand_cluster.restart(0)
     assert queued_on(addresses[0], fn) == 0
     assert queued_on(addresses[1], fn) == sum(s["server"] == addresses[1] for s in submitted)
+
+
+# --- the README's example ------------------------------------------------------------------------
+
+def readme_scripts():
+    """The Python blocks of the README's "Several gearmands" section that
+    start with ``# NAME.py``, by name."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    part = text[text.index("## Several gearmands"):]
+    part = part[:part.index("\n## ", 1)]
+    scripts = {}
+    for code in re.findall(r"```python\n(.*?)```", part, re.S):
+        first = code.splitlines()[0]
+        if first.startswith("# ") and ".py" in first:
+            scripts[first[2:].split(":")[0].strip()] = code
+    return scripts
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.gearmand_cluster(count=2, queue="sqlite")
+def test_the_readme_example_runs(gearmand_cluster, tmp_path):
+    """The README's worker and client, on the cluster's ports; then the
+    first server is killed (the client logs it, and every job is answered)
+    and restarted (the worker registers there again)."""
+    first, second = gearmand_cluster.addresses
+    scripts = readme_scripts()
+    assert set(scripts) == {"cluster_worker.py", "cluster_client.py"}
+    for name, code in scripts.items():
+        code = code.replace("127.0.0.1:4730", first).replace("127.0.0.1:4731", second)
+        (tmp_path / name).write_text(code)
+
+    def client():
+        out = subprocess.run([sys.executable, str(tmp_path / "cluster_client.py")],
+                             cwd=str(tmp_path), env=child_env(), capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0] == str(["eno", "owt", "eerht", "ruof"])
+        assert lines[1] == "revres emas ,yek emas"
+        assert "'job_handle': 'H:" in lines[2]
+        assert lines[3] == str(QUEUED)
+        return out.stderr
+
+    worker = subprocess.Popen([sys.executable, str(tmp_path / "cluster_worker.py")],
+                              cwd=str(tmp_path), env=child_env(), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for address in (first, second):
+            wait_workers(*split_address(address), "reverse")
+        assert "is down" not in client()
+        gearmand_cluster.kill(0)
+        assert "job server %s is down" % first in client()
+        gearmand_cluster.restart(0)
+        wait_workers(*split_address(first), "reverse", timeout=5)
+        assert worker.poll() is None, worker.stderr.read()
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+        worker.stderr.close()

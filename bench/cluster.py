@@ -7,15 +7,20 @@ Starts three private gearmands, each served by a C echo worker
 
 - **throughput**: sequential ``do()`` of 100 B, and one ``run_tasks()``
   over a batch of N tasks, by a client over one server and by a client
-  over all three, in alternating rounds, each client a process of its
-  own (ops/s, and the CPU the client process used per op);
+  over all three (and, for do(), over all three with one unique key, so
+  that every job goes to one server: what the placement itself costs), in
+  alternating rounds, each client a process of its own (ops/s, and the CPU
+  the client process used per op);
 - **spread**: how many jobs each server got, from gearmand's own count
   (``do_background`` without a worker: the jobs stay queued, and admin
   ``status`` counts them) and from ``Task.server()`` for the batch; the
   report gives the max/min ratio;
+- **in one process**: the same do() loop, clients over 1 and 3 servers in
+  alternating blocks (steadier than separate processes on a busy machine);
 - **failover**: a client calls ``do()`` in a loop, one server is
-  SIGKILLed: the time from the kill to the first job answered by another
-  server, and the longest wait between two answers after it.  With a
+  SIGKILLed: the time until pygear noticed, until the first job answered
+  by another server, and the stall (from the last answer before the kill
+  to that one).  With a
   unique key whose server is the victim, every call was going there, so
   this is the time to notice the death and re-send; without keys
   (round-robin) the next call may go elsewhere anyway.
@@ -195,8 +200,8 @@ class Bench:
             for i in range(len(self.cluster)):
                 self.start_worker(i)
             # the spread's jobs stay queued: it runs last
-            return {"throughput": self.throughput(), "failover": self.failover(),
-                    "spread": self.spread()}
+            return {"throughput": self.throughput(), "inprocess": self.inprocess(),
+                    "failover": self.failover(), "spread": self.spread()}
         finally:
             for i in list(self.workers):
                 self.stop_worker(i)
@@ -245,6 +250,39 @@ class Bench:
                                         else None)})
         return rows
 
+    def inprocess(self) -> List[dict]:
+        """Clients over 1 and 3 servers (with and without one key) in this
+        process, in alternating blocks: steadier than separate processes."""
+        import pygear
+        addresses = self.cluster.addresses
+        blocks = 20 if self.args.quick else 60
+        contenders = {"1 server": (addresses[:1], None), "3 servers": (addresses, None),
+                      "1 server, one key": (addresses[:1], "bench-one-key"),
+                      "3 servers, one key": (addresses, "bench-one-key")}
+        clients = {}
+        for label, (servers, key) in contenders.items():
+            c = pygear.Client(",".join(servers))
+            c.set_serializer(pygear.RAW)
+            c.set_timeout(60000)
+            for _ in range(50):
+                c.do(ECHO, b"x" * SIZE, key)
+            clients[label] = (c, key)
+        took: Dict[str, List[float]] = {k: [] for k in clients}
+        cpu: Dict[str, List[float]] = {k: [] for k in clients}
+        payload, n = b"x" * SIZE, 200
+        print("\n== in one process: %d blocks of %d do() each" % (blocks, n), flush=True)
+        for _ in range(blocks):
+            for label, (c, key) in clients.items():
+                started, cpu_started = time.perf_counter(), time.process_time()
+                for _ in range(n):
+                    c.do(ECHO, payload, key)
+                took[label].append((time.perf_counter() - started) / n * 1e6)
+                cpu[label].append((time.process_time() - cpu_started) / n * 1e6)
+        for c, _ in clients.values():
+            c.close()
+        return [{"label": k, "us": statistics.median(took[k]), "cpu_us": statistics.median(cpu[k])}
+                for k in clients]
+
     def spread(self) -> dict:
         """do_background x N over the three servers, no worker: gearmand counts."""
         addresses = self.cluster.addresses
@@ -282,22 +320,17 @@ class Bench:
 
     def _failover_round(self, victim: int, key: str):
         addresses = self.cluster.addresses
-        proc = subprocess.Popen(_python("failover", ",".join(addresses), key, "2.0"),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=python_env(), cwd=ROOT)
-        try:
-            if proc.stdout.readline().strip() != "READY":
-                raise RuntimeError("failover client: %s" % proc.stderr.read()[-2000:])
-            time.sleep(0.7)
-            server = self.cluster.servers[victim]
-            killed_at = time.monotonic()
-            os.kill(server.pid, signal.SIGKILL)
+        # the client runs for 2 s by itself; the kill comes 0.7 s into it
+        with subprocess.Popen(_python("failover", ",".join(addresses), key, "2.0"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=python_env(), cwd=ROOT) as proc:
+            ready = proc.stdout.readline().strip() == "READY"
+            if ready:
+                time.sleep(0.7)
+                killed_at = time.monotonic()
+                os.kill(self.cluster.servers[victim].pid, signal.SIGKILL)
             out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-        if proc.returncode != 0:
+        if not ready or proc.returncode != 0:
             raise RuntimeError("failover client failed: %s" % err[-2000:])
         data = json.loads(out.strip().splitlines()[-1])
         after = [t for t in data["answers"] if t > killed_at]
@@ -328,6 +361,10 @@ def render(results: dict, command: str) -> str:
             title, row["label"], row["median_ops"], row["min_ops"], row["max_ops"],
             "" if row["ratio"] is None else "%.2f" % row["ratio"], row["cpu_us"],
             "" if row["spread"] is None else "%.3f" % row["spread"]))
+    lines += ["", "| in one process, sequential do, 100 B | us per job | CPU us per job |",
+              "|---|---:|---:|"]
+    for row in results["inprocess"]:
+        lines.append("| %s | %.1f | %.1f |" % (row["label"], row["us"], row["cpu_us"]))
     sp = results["spread"]
     lines += ["", "do_background x %d over 3 servers (gearmand's count): %s; max/min %.3f; "
               "%.0f ops/s, CPU %.1f us/op" % (sp["count"], ", ".join(

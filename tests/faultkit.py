@@ -165,13 +165,7 @@ class WorkerProc:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def stderr(self) -> str:
         if self.proc.poll() is None:
@@ -180,6 +174,17 @@ class WorkerProc:
             return self.proc.stderr.read().decode("utf-8", "replace")
         except Exception:
             return ""
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace)
 
 
 def _readline(proc: subprocess.Popen, timeout: float) -> bytes:

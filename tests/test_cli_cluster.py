@@ -11,8 +11,7 @@ import pytest
 import pygear
 from pygear.testing import unique_name
 
-from .clikit import pygear_cli
-from .clikit import cli_env
+from .clikit import cli_env, pygear_cli
 from .faultkit import dead_port, queued_on
 from .test_cluster import HeldJob
 

@@ -24,7 +24,8 @@ import pygear
 from pygear.testing import unique_name
 
 from .faultkit import (ROOT, BlackHole, ClusterWorkers, NotGearman, ServingThread, child_env,
-                       dead_port, handles_on, queued_on, split_address, wait_workers)
+                       dead_port, handles_on, queued_on, split_address, stop_process,
+                       wait_workers)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -82,6 +83,16 @@ class HeldJob:
     def close(self):
         self.job.send_complete(None)
         self.worker.close()
+
+
+def held_twin(addresses, home, fn, unique=None, numerator=3, denominator=7):
+    """On the server of ``addresses`` that is not ``home``, a job for ``fn``
+    (with ``unique``) that a worker holds running at numerator/denominator:
+    (that server, the job's handle, its HeldJob)."""
+    elsewhere = next(a for a in addresses if a != home)
+    with cluster_client([elsewhere]) as direct:
+        handle = direct.do_background(fn, "theirs", unique=unique)["job_handle"]
+    return elsewhere, handle, HeldJob(elsewhere, fn, numerator, denominator)
 
 
 # --- placement: spreading -------------------------------------------------------------
@@ -201,7 +212,7 @@ def test_keys_spread_and_a_dead_server_moves_only_its_own(gearmand_cluster):
         assert again == before
 
 
-# --- failover: SIGKILL in the middle of the traffic -------------------------------------------
+# --- failover: SIGKILL in the middle of the traffic ---------------------------------------
 
 @pytest.mark.timeout(120)
 def test_server_killed_mid_stream_of_do_calls(gearmand_cluster, served):
@@ -426,7 +437,7 @@ def test_a_server_that_hangs_costs_one_call_a_timeout(gearmand_cluster, served):
     assert set(outcomes) - {"TIMEOUT"} == set(addresses) - {frozen.address}
 
 
-# --- a first server that is silent, or is not a Gearman server ----------------------------------
+# --- a first server that is silent, or is not a Gearman server ----------------------------
 
 @pytest.fixture(params=["silent", "not_gearman", "refused"])
 def bad_server(request):
@@ -475,7 +486,8 @@ def test_a_bad_first_server_is_passed_over(gearmand_cluster, bad_server, caplog)
             assert {t.server() for t in tasks} == {live}
             assert c.job_status(sub["job_handle"]) == QUEUED
             assert time.monotonic() - started < 3.0
-        # a client that never saw the handle asks every server: the bad one fails, the live one answers
+        # a client that never saw the handle asks every server: the bad one
+        # fails, the live one answers
         with cluster_client([bad, live]) as fresh:
             fresh.set_connect_timeout(300)
             started = time.monotonic()
@@ -547,7 +559,7 @@ def _key_for(address, addresses):
     raise AssertionError("no key found for %s" % address)
 
 
-# --- where a job lives: status routing ------------------------------------------------------------
+# --- where a job lives: status routing ----------------------------------------------------
 
 @pytest.mark.gearmand_cluster(count=2)
 def test_status_goes_to_the_server_that_holds_the_handle(gearmand_cluster):
@@ -557,15 +569,12 @@ def test_status_goes_to_the_server_that_holds_the_handle(gearmand_cluster):
     fn = unique_name("status")
     with cluster_client(addresses) as c:
         mine = c.do_background(fn, "mine")
-        home = mine["server"]
-        elsewhere = next(a for a in addresses if a != home)
-        with cluster_client([elsewhere]) as direct:
-            theirs = direct.do_background(fn, "theirs")
-            only_there = direct.do_background(fn, "second")["job_handle"]
-        handle = mine["job_handle"]
-        assert theirs["job_handle"] == handle          # handles are unique per server only
-        held = HeldJob(elsewhere, fn, 3, 7)
+        home, handle = mine["server"], mine["job_handle"]
+        elsewhere, theirs, held = held_twin(addresses, home, fn)
         try:
+            assert theirs == handle                    # handles are unique per server only
+            with cluster_client([elsewhere]) as direct:
+                only_there = direct.do_background(fn, "second")["job_handle"]
             assert c.job_status(handle) == QUEUED                        # the issuer
             assert c.job_status(handle, server=home) == QUEUED
             assert c.job_status(handle, server=elsewhere) == held.expected
@@ -583,51 +592,35 @@ def test_status_goes_to_the_server_that_holds_the_handle(gearmand_cluster):
 
 
 @pytest.mark.gearmand_cluster(count=2)
-def test_add_task_status_goes_to_the_issuer(gearmand_cluster):
-    """A status task for a handle this client got from do_background() asks
-    the server that issued it, though the other holds the same handle."""
+@pytest.mark.parametrize("submit", ["do_background", pytest.param(
+    "add_task_background", marks=pytest.mark.xfail(strict=True, reason=(
+        "core bug: a background Task's handle is not remembered as issued by its server "
+        "(pygear/_taskbook.py never calls Client._issued; only _do.submit does): "
+        "add_task_status() is sent round-robin and answers with the other server's job, "
+        "job_status() asks every server and raises ERROR")))])
+def test_status_asks_the_server_that_issued_the_handle(gearmand_cluster, submit):
+    """Status tasks and job_status() for a handle this client was given ask
+    the server that gave it, though the other server holds the same handle
+    (running at 3/7)."""
     addresses = gearmand_cluster.addresses
-    fn = unique_name("task_status")
+    fn = unique_name("issuer")
     with cluster_client(addresses) as c:
-        mine = c.do_background(fn, "mine")
-        elsewhere = next(a for a in addresses if a != mine["server"])
-        with cluster_client([elsewhere]) as direct:
-            assert direct.do_background(fn, "theirs")["job_handle"] == mine["job_handle"]
-        held = HeldJob(elsewhere, fn, 3, 7)
+        if submit == "do_background":
+            mine = c.do_background(fn, "mine")
+            handle, home = mine["job_handle"], mine["server"]
+        else:
+            task = c.add_task_background(fn, "mine")
+            c.run_tasks()
+            handle, home = task.job_handle(), task.server()
+        _, theirs, held = held_twin(addresses, home, fn)
         try:
+            assert theirs == handle
             for _ in range(3):            # round-robin would reach the other server
-                task = c.add_task_status(mine["job_handle"])
+                status = c.add_task_status(handle)
                 c.run_tasks()
-                assert task.server() == mine["server"]
-                assert (task.is_known(), task.is_running()) == (True, False)
-        finally:
-            held.close()
-
-
-@pytest.mark.gearmand_cluster(count=2)
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: a background Task's handle is not remembered as issued by its server "
-    "(pygear/_taskbook.py never calls Client._issued; only _do.submit does): "
-    "job_status() asks every server and raises ERROR, add_task_status() is sent "
-    "round-robin and answers with the other server's job"))
-def test_status_of_a_background_task_goes_to_its_server(gearmand_cluster):
-    addresses = gearmand_cluster.addresses
-    fn = unique_name("bg_task_status")
-    with cluster_client(addresses) as c:
-        task = c.add_task_background(fn, "mine")
-        c.run_tasks()
-        elsewhere = next(a for a in addresses if a != task.server())
-        with cluster_client([elsewhere]) as direct:
-            assert direct.do_background(fn, "theirs")["job_handle"] == task.job_handle()
-        held = HeldJob(elsewhere, fn, 3, 7)
-        try:
-            statuses = []
-            for _ in range(2):
-                st = c.add_task_status(task.job_handle())
-                c.run_tasks()
-                statuses.append((st.server(), st.is_running()))
-            assert statuses == [(task.server(), False)] * 2
-            assert c.job_status(task.job_handle()) == QUEUED
+                assert (status.server(), status.is_known(), status.is_running()) == \
+                    (home, True, False)
+            assert c.job_status(handle) == QUEUED
         finally:
             held.close()
 
@@ -680,10 +673,7 @@ def test_unique_status_asks_the_keys_server_first(gearmand_cluster):
     key = "invoice-%s" % unique_name("k")
     with cluster_client(addresses) as c:
         home = c.do_background(fn, "here", unique=key)["server"]
-        elsewhere = next(a for a in addresses if a != home)
-        with cluster_client([elsewhere]) as direct:
-            direct.do_background(fn, "there", unique=key)
-        held = HeldJob(elsewhere, fn, 5, 9)
+        _, _, held = held_twin(addresses, home, fn, unique=key, numerator=5, denominator=9)
         try:
             with cluster_client(addresses[::-1]) as fresh:
                 assert fresh.unique_status(key) == QUEUED
@@ -694,7 +684,7 @@ def test_unique_status_asks_the_keys_server_first(gearmand_cluster):
             held.close()
 
 
-# --- workers ----------------------------------------------------------------------------------------
+# --- workers ------------------------------------------------------------------------------
 
 def test_worker_keeps_serving_and_reregisters_after_a_restart(gearmand_cluster, caplog):
     caplog.set_level(logging.WARNING, logger="pygear")
@@ -731,7 +721,7 @@ def test_worker_keeps_serving_and_reregisters_after_a_restart(gearmand_cluster, 
         worker.stop()
 
 
-# --- durability: gearmand's part ---------------------------------------------------------------------
+# --- durability: gearmand's part ----------------------------------------------------------
 
 @pytest.mark.gearmand_cluster(count=2, queue="sqlite")
 def test_background_jobs_survive_kill_and_restart_with_sqlite_queue(gearmand_cluster):
@@ -779,7 +769,7 @@ def test_without_a_persistent_queue_a_killed_server_loses_its_jobs(gearmand_clus
     assert queued_on(addresses[1], fn) == sum(s["server"] == addresses[1] for s in submitted)
 
 
-# --- the README's example ------------------------------------------------------------------------
+# --- the README's example -----------------------------------------------------------------
 
 def readme_scripts():
     """The Python blocks of the README's "Several gearmands" section that
@@ -834,10 +824,5 @@ def test_the_readme_example_runs(gearmand_cluster, tmp_path):
         wait_workers(*split_address(first), "reverse", timeout=5)
         assert worker.poll() is None, worker.stderr.read()
     finally:
-        worker.terminate()
-        try:
-            worker.wait(10)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
+        stop_process(worker)
         worker.stderr.close()

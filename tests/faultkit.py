@@ -414,6 +414,31 @@ class ClusterWorkers:
             return Counter(workload for _, workload in self.runs)
 
 
+class HeldJob:
+    """A worker on one server that takes ``function``'s job and holds it,
+    running, at ``numerator``/``denominator`` until close()."""
+
+    def __init__(self, address: str, function: str, numerator: int, denominator: int) -> None:
+        import pygear
+        self.worker = pygear.Worker(address)
+        self.worker.set_timeout(10000)
+        self.worker.register(function)
+        self.job = self.worker.grab_job()
+        self.job.send_status(numerator, denominator)
+        self.expected = {"is_known": True, "is_running": True,
+                         "numerator": numerator, "denominator": denominator}
+        with pygear.Client(address) as c:      # until the server has read the status
+            c.set_timeout(5000)
+            deadline = time.monotonic() + 5
+            while c.job_status(self.job.handle()) != self.expected:
+                assert time.monotonic() < deadline, "the status never reached %s" % address
+                time.sleep(0.02)
+
+    def close(self) -> None:
+        self.job.send_complete(None)
+        self.worker.close()
+
+
 def split_address(address: str):
     host, _, port = address.rpartition(":")
     return host, int(port)

@@ -12,8 +12,7 @@ import pygear
 from pygear.testing import unique_name
 
 from .clikit import cli_env, pygear_cli
-from .faultkit import dead_port, queued_on
-from .test_cluster import HeldJob
+from .faultkit import HeldJob, dead_port, queued_on
 
 pytestmark = pytest.mark.timeout(90)
 

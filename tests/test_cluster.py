@@ -23,9 +23,10 @@ import pytest
 import pygear
 from pygear.testing import unique_name
 
-from .faultkit import (ROOT, BlackHole, ClusterWorkers, NotGearman, ServingThread, child_env,
-                       dead_port, handles_on, queued_on, split_address, stop_process,
-                       wait_workers)
+from .clikit import wait_until
+from .faultkit import (ROOT, BlackHole, ClusterWorkers, HeldJob, NotGearman, ServingThread,
+                       child_env, dead_port, handles_on, queued_on, split_address,
+                       stop_process, wait_workers)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -47,42 +48,12 @@ def assert_fair(counts, addresses, total, slack):
         assert abs(counts[address] - share) <= share * slack, (address, counts)
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting for %s" % what
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def served(gearmand_cluster):
     """A function served by one worker per server of the cluster."""
     workers = ClusterWorkers(gearmand_cluster.addresses, unique_name("served")).start()
     yield workers
     workers.stop()
-
-
-class HeldJob:
-    """A worker on one server that takes ``function``'s job and holds it,
-    running, at ``numerator``/``denominator`` until close()."""
-
-    def __init__(self, address, function, numerator, denominator):
-        self.worker = pygear.Worker(address)
-        self.worker.set_timeout(10000)
-        self.worker.register(function)
-        self.job = self.worker.grab_job()
-        self.job.send_status(numerator, denominator)
-        self.expected = {"is_known": True, "is_running": True,
-                         "numerator": numerator, "denominator": denominator}
-        # until the server has read the status
-        with pygear.Client(address) as c:
-            c.set_timeout(5000)
-            wait_for(lambda: c.job_status(self.job.handle()) == self.expected, 5,
-                     "the status to reach %s" % address)
-
-    def close(self):
-        self.job.send_complete(None)
-        self.worker.close()
 
 
 def held_twin(addresses, home, fn, unique=None, numerator=3, denominator=7):
@@ -206,8 +177,8 @@ def test_keys_spread_and_a_dead_server_moves_only_its_own(gearmand_cluster):
         # back: once its backoff is over, the victim gets its own keys again
         gearmand_cluster.restart(1)
         home = next(k for k in keys if before[k] == victim)
-        wait_for(lambda: c.do_background(unique_name("k3"), 1, unique=home)["server"] == victim,
-                 35, "the restarted server to take its keys back")
+        wait_until(lambda: c.do_background(unique_name("k3"), 1, unique=home)["server"] == victim,
+                   35, "the restarted server to take its keys back")
         again = {k: c.do_background(unique_name("k4"), k, unique=k)["server"] for k in keys}
         assert again == before
 
@@ -239,8 +210,8 @@ def test_server_killed_mid_stream_of_do_calls(gearmand_cluster, served):
     threads = [threading.Thread(target=caller, args=(t,)) for t in range(callers)]
     for t in threads:
         t.start()
-    wait_for(lambda: len(answers) >= 200 or not any(t.is_alive() for t in threads), 30,
-             "200 answers")
+    wait_until(lambda: len(answers) >= 200 or not any(t.is_alive() for t in threads), 30,
+               "200 answers")
     gearmand_cluster.kill(1)
     dead_since[0] = time.monotonic()
     for t in threads:
@@ -351,7 +322,7 @@ def test_background_submissions_under_a_kill_are_where_they_say(gearmand_cluster
 
     thread = threading.Thread(target=submit)
     thread.start()
-    wait_for(lambda: len(submitted) >= 300 or not thread.is_alive(), 30, "300 submissions")
+    wait_until(lambda: len(submitted) >= 300 or not thread.is_alive(), 30, "300 submissions")
     gearmand_cluster.kill(1)
     thread.join(60)
     assert not thread.is_alive() and not errors, errors[:5]
@@ -707,7 +678,7 @@ def test_worker_keeps_serving_and_reregisters_after_a_restart(gearmand_cluster, 
                 assert c.do(fn, address) == address
         with cluster_client(addresses, timeout=5000) as c:
             assert [c.do(fn, i) for i in range(6)] == list(range(6))
-        wait_for(lambda: logged("job server %s is down" % victim), 5, "the loss to be logged")
+        wait_until(lambda: logged("job server %s is down" % victim), 5, "the loss to be logged")
         started = time.monotonic()
         gearmand_cluster.restart(1)
         wait_workers(*split_address(victim), fn, timeout=10)
@@ -715,7 +686,8 @@ def test_worker_keeps_serving_and_reregisters_after_a_restart(gearmand_cluster, 
         assert took < 3.0, "re-registered %.1fs after the restart" % took
         with cluster_client([victim], timeout=5000) as c:
             assert c.do(fn, "back") == "back"
-        wait_for(lambda: logged("job server %s is up again" % victim), 5, "the return to be logged")
+        wait_until(lambda: logged("job server %s is up again" % victim), 5,
+                   "the return to be logged")
         assert not worker.errors, worker.errors
     finally:
         worker.stop()
@@ -749,10 +721,10 @@ def test_background_jobs_survive_kill_and_restart_with_sqlite_queue(gearmand_clu
     worker = ServingThread(",".join(addresses), {fn: record}).start()
     try:
         expected = list(range(20)) + [100 + i for i in range(4)]
-        wait_for(lambda: len(runs) == len(expected), 20, "every job to run")
+        wait_until(lambda: len(runs) == len(expected), 20, "every job to run")
         assert runs == Counter(expected)
-        wait_for(lambda: not handles_on(first) and not handles_on(addresses[1]), 10,
-                 "the queues to empty")
+        wait_until(lambda: not handles_on(first) and not handles_on(addresses[1]), 10,
+                   "the queues to empty")
     finally:
         worker.stop()
 

@@ -377,7 +377,11 @@ def render(info, results, args) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__.split("\n\n")[0],
+        epilog="Also: python -m bench.cluster (one client over three gearmands against one "
+        "over one, the spread, failover after a SIGKILL); python -m bench.inprocess "
+        "(pygear against libgearman's own calls, one process).  See BENCHMARKS.md.")
     parser.add_argument("--quick", action="store_true", help="fewer operations and rounds (~2 min)")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, quick 3)")
     parser.add_argument("--scenarios", nargs="+", choices=[s.name for s in SCENARIOS],

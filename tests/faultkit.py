@@ -1,7 +1,8 @@
 """Helpers for the robustness tests (signals, threads, lifetimes, bad input,
-fuzzing, faults, memory): worker processes that can be SIGKILLed, child
-Python scripts whose crash shows as a negative return code, a listening
-socket that never answers, and RSS measurement.
+fuzzing, faults, memory, several servers): worker processes that can be
+SIGKILLed, child Python scripts whose crash shows as a negative return code,
+a listening socket that never answers and one that is not Gearman, workers
+in threads that record which server ran each job, and RSS measurement.
 
 Run as a module, it is a worker process:
 
@@ -22,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -164,13 +165,7 @@ class WorkerProc:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def stderr(self) -> str:
         if self.proc.poll() is None:
@@ -179,6 +174,17 @@ class WorkerProc:
             return self.proc.stderr.read().decode("utf-8", "replace")
         except Exception:
             return ""
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace)
 
 
 def _readline(proc: subprocess.Popen, timeout: float) -> bytes:
@@ -257,11 +263,202 @@ class BlackHole:
         self.sock.close()
 
 
+class NotGearman:
+    """A TCP port where something else listens (memcached, say): it accepts,
+    and answers every chunk it reads with ``reply``."""
+
+    def __init__(self, reply: bytes = b"ERROR\r\n", host: str = "127.0.0.1") -> None:
+        import threading
+        self.reply = reply
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.05)
+        self.host, self.port = self.sock.getsockname()
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="not-gearman")
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        return "%s:%d" % (self.host, self.port)
+
+    def _run(self) -> None:
+        import select
+        peers = []
+        while not self._stop.is_set():
+            try:
+                peer, _ = self.sock.accept()
+                peers.append(peer)
+                self.connections += 1
+            except (socket.timeout, OSError):
+                pass
+            readable = select.select(peers, [], [], 0.05)[0] if peers else []
+            for peer in readable:
+                try:
+                    chunk = peer.recv(65536)
+                    if chunk:
+                        peer.sendall(self.reply)
+                        continue
+                except OSError:
+                    pass
+                peers.remove(peer)
+                peer.close()
+        for peer in peers:
+            peer.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
 def dead_port(host: str = "127.0.0.1") -> int:
     """A port nobody listens on (bound, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+# --- several servers: workers in threads that say where each job ran -------------
+
+class ServingThread:
+    """A pygear Worker over ``servers`` ("h1:p1,h2:p2"), serving
+    ``functions`` in a thread of this process until ``stop()``.  Every
+    GearmanError but TIMEOUT that escapes work() is kept in ``errors``."""
+
+    def __init__(self, servers: str, functions: Dict[str, Callable],
+                 connect_timeout_ms: Optional[int] = None) -> None:
+        import threading
+        import pygear
+        self.servers = servers
+        self.worker = pygear.Worker(servers)
+        self.worker.set_timeout(100)
+        if connect_timeout_ms is not None:
+            self.worker.set_connect_timeout(connect_timeout_ms)
+        for name, fn in functions.items():
+            self.worker.add_function(name, 0, fn)
+        self.errors: List[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="serving %s" % servers)
+
+    def start(self) -> "ServingThread":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import pygear
+        while not self._stop.is_set():
+            try:
+                self.worker.work()
+            except pygear.TIMEOUT:
+                pass
+            except pygear.GearmanError as exc:
+                self.errors.append(exc)
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        assert not self._thread.is_alive(), "worker thread on %s did not stop" % self.servers
+        self.worker.close()
+
+
+class ClusterWorkers:
+    """One ServingThread per server, each on that server alone, serving
+    ``name``: the job returns ``[its server's address, the workload]`` after
+    ``delay`` seconds, and every run is recorded as (address, workload)."""
+
+    def __init__(self, addresses: Sequence[str], name: str, delay: float = 0.0) -> None:
+        import threading
+        self.addresses = list(addresses)
+        self.name = name
+        self.delay = delay
+        self._lock = threading.Lock()
+        self.runs: List[tuple] = []
+        self.threads = [ServingThread(a, {name: self._job_for(a)}) for a in self.addresses]
+
+    def _job_for(self, address: str) -> Callable:
+        def job(job):
+            workload = job.workload()
+            with self._lock:
+                self.runs.append((address, json.dumps(workload)))
+            if self.delay:
+                time.sleep(self.delay)
+            return [address, workload]
+        return job
+
+    def start(self) -> "ClusterWorkers":
+        for thread in self.threads:
+            thread.start()
+        for address in self.addresses:
+            host, port = split_address(address)
+            wait_workers(host, port, self.name)
+        return self
+
+    def stop(self) -> None:
+        for thread in self.threads:
+            thread.stop()
+
+    def per_server(self):
+        from collections import Counter
+        with self._lock:
+            return Counter(address for address, _ in self.runs)
+
+    def executions(self):
+        """How many times each workload ran (keyed by its JSON text)."""
+        from collections import Counter
+        with self._lock:
+            return Counter(workload for _, workload in self.runs)
+
+
+class HeldJob:
+    """A worker on one server that takes ``function``'s job and holds it,
+    running, at ``numerator``/``denominator`` until close()."""
+
+    def __init__(self, address: str, function: str, numerator: int, denominator: int) -> None:
+        import pygear
+        self.worker = pygear.Worker(address)
+        self.worker.set_timeout(10000)
+        self.worker.register(function)
+        self.job = self.worker.grab_job()
+        self.job.send_status(numerator, denominator)
+        self.expected = {"is_known": True, "is_running": True,
+                         "numerator": numerator, "denominator": denominator}
+        with pygear.Client(address) as c:      # until the server has read the status
+            c.set_timeout(5000)
+            deadline = time.monotonic() + 5
+            while c.job_status(self.job.handle()) != self.expected:
+                assert time.monotonic() < deadline, "the status never reached %s" % address
+                time.sleep(0.02)
+
+    def close(self) -> None:
+        self.job.send_complete(None)
+        self.worker.close()
+
+
+def split_address(address: str):
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def queued_on(address: str, function: str) -> int:
+    """gearmand's count of jobs (queued or running) for ``function`` there."""
+    import pygear
+    with pygear.Admin(address, timeout=5) as admin:
+        for row in admin.status():
+            if row["function"] == function:
+                return row["total"]
+    return 0
+
+
+def handles_on(address: str) -> Dict[str, dict]:
+    """The jobs a gearmand holds (admin show jobs), by handle."""
+    import pygear
+    with pygear.Admin(address, timeout=5) as admin:
+        return {j["handle"]: j for j in admin.show_jobs()}
 
 
 def rss_bytes() -> int:

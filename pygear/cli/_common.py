@@ -169,12 +169,18 @@ def reachable_servers(args: argparse.Namespace, timeout: float = 3.0) -> List[Tu
 
     Checked before a client submits, so that an unreachable server is
     reported at once instead of being retried until the timeout."""
+    return split_reachable(args, timeout)[0]
+
+
+def split_reachable(args: argparse.Namespace, timeout: float = 3.0
+                    ) -> Tuple[List[Tuple[str, int]], List[Tuple[Tuple[str, int], BaseException]]]:
+    """``reachable_servers``, and (server, why) for each one left out."""
     servers = servers_of(args)
     failures = probe_all(servers, timeout)
     if len(failures) == len(servers):
         raise CliError(cannot_connect(failures, len(servers), args.server_source), EXIT_CONNECT)
     down = {server for server, _ in failures}
-    return [server for server in servers if server not in down]
+    return [server for server in servers if server not in down], failures
 
 
 def serializer_of(args: argparse.Namespace) -> Any:

@@ -11,7 +11,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from . import _common as cli
 from ..client import Client
-from ..errors import GearmanError
+from ..errors import ERROR, GearmanError
 
 
 def add_parser(sub, common: Callable) -> None:
@@ -34,7 +34,9 @@ def add_parser(sub, common: Callable) -> None:
                       help="low priority")
     p.add_argument("-u", "--unique", metavar="KEY", help="the job's unique key")
     p.add_argument("--status", metavar="HANDLE",
-                   help="print the status of a (background) job instead")
+                   help="print the status of a (background) job instead; handles are "
+                        "unique per server only, so with several servers add --server "
+                        "HOST:PORT to ask the one that holds it")
     p.add_argument("--each", metavar="FILE",
                    help="submit one job per line of FILE ('-' for standard input)")
     p.add_argument("-j", "--jobs", type=cli.positive_int, metavar="N",
@@ -112,6 +114,12 @@ def run(args) -> int:
             return cli.EXIT_INTERRUPTED
     if args.background:
         cli.write_out(result["job_handle"].encode("utf-8") + b"\n")
+        if len(servers) > 1:
+            # the handle alone names no job: two servers may both have issued it
+            sys.stderr.write("%s: queued on %s (pygear submit --status %s --server %s)\n"
+                             % (cli.PROG, result["server"], result["job_handle"],
+                                result["server"]))
+            sys.stderr.flush()
         return cli.EXIT_OK
     data = _result_bytes(args, result)
     if args.json or (sys.stdout.isatty() and data and not data.endswith(b"\n")):
@@ -167,9 +175,20 @@ def _json_example(args, raw: bytes) -> str:
 def _status(args) -> int:
     if args.function or args.each:
         raise cli.CliError("--status HANDLE takes no FUNCTION or --each", cli.EXIT_USAGE)
-    servers = cli.reachable_servers(args)
+    servers, unreachable = cli.split_reachable(args)
+    for server, exc in unreachable:
+        cli.error("%s; a job there is not seen" % cli.unreachable(server, exc))
     with _client(args, servers) as client:
-        status = client.job_status(args.status)
+        # one server: that one is asked; several: every one, and the one that knows it answers
+        only = cli.format_server(servers[0]) if len(servers) == 1 else None
+        try:
+            status = client.job_status(args.status, server=only)
+        except ERROR as exc:
+            # pygear.ERROR with several servers: more than one of them knows the handle
+            text = str(exc)
+            cut = text.find("; pass server=")
+            raise cli.CliError("%s; ask one of them: --status %s --server HOST:PORT"
+                               % (text[:cut] if cut >= 0 else text, args.status))
     if args.json:
         cli.write_out((cli.to_json_text(dict(handle=args.status, **status)) + "\n")
                       .encode("utf-8"))

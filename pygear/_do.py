@@ -151,7 +151,7 @@ def submit(client: "Client", add: Any, background: bool, fn: bytes, uq: bytes,
                     if raw:
                         handle = raw.decode("utf-8", "replace")
                         if len(links) > 1:
-                            client._issued(handle, link)
+                            client._issuers.issued(handle, link)
                         return {"result": None, "job_handle": handle, "server": link.name}
                 elif record.event == COMPLETE:
                     serializer = settings.serializer
@@ -236,8 +236,8 @@ def _outcome(client: "Client", cc: CClient, addr: int, record: Optional[DoJob],
 # --- status ------------------------------------------------------------------------
 
 def _status_once(client: "Client", link: Link, key: bytes, by_unique: bool,
-                 deadline: Deadline) -> Dict[str, Any]:
-    cc = link.do_client(client, deadline)
+                 deadline: Deadline, alternatives: int = 1) -> Dict[str, Any]:
+    cc = link.do_client(client, deadline, alternatives)
     rc_out = c_int(SUCCESS)
     if by_unique:
         addr = _lib.gearman_client_add_task_status_by_unique(cc.ptr, None, key, byref(rc_out))
@@ -275,17 +275,19 @@ def status(client: "Client", key: bytes, by_unique: bool, server: Optional[Link]
         raise client._record(error_for(RETURN_CODES["NO_SERVERS"],
                                        "job status failed: no job server was given"))
     if not by_unique:
-        issuer = client._issuer(key.decode("utf-8", "replace"))
+        issuer = client._issuers.issuer(key.decode("utf-8", "replace"))
         if issuer is not None or len(links) == 1:
             return _status_once(client, issuer or links[0], key, by_unique, deadline)
     order = client._placement.order(links, key if by_unique else None)
     answers: List[Tuple[Link, Dict[str, Any]]] = []
     errors: List[BaseException] = []
-    for link in order:
+    for i, link in enumerate(order):
         try:
-            answer = _status_once(client, link, key, by_unique, deadline)
+            answer = _status_once(client, link, key, by_unique, deadline, len(order) - i)
         except GearmanError as exc:
-            if not server_failure(exc):
+            # a server that went silent on an open connection ends in TIMEOUT:
+            # a server that already answered is the one that knows the job
+            if not server_failure(exc) and not (answers and exc.code == TIMEOUT):
                 raise
             errors.append(exc)
             continue

@@ -12,11 +12,12 @@
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
 import time
-from typing import Any, Generic, List, Optional, Protocol, Sequence, TypeVar
+from typing import Any, Dict, Generic, List, Optional, Protocol, Sequence, TypeVar
 
 from . import _log
 
@@ -65,9 +66,16 @@ class Health:
         self.down_until = 0.0
 
 
+@functools.lru_cache(maxsize=256)
+def _keyed_hash(server: str) -> Any:
+    # keying blake2b costs as much as hashing a short key: done once per server
+    return hashlib.blake2b(digest_size=8, key=server.encode("utf-8")[:64])
+
+
 def weight(key: bytes, server: str) -> int:
-    digest = hashlib.blake2b(key, digest_size=8, key=server.encode("utf-8")[:64]).digest()
-    return int.from_bytes(digest, "big")
+    h = _keyed_hash(server).copy()
+    h.update(key)
+    return int.from_bytes(h.digest(), "big")
 
 
 class HasHealth(Protocol):
@@ -98,3 +106,28 @@ class Placement(Generic[L]):
         else:
             up.sort(key=lambda link: weight(key, link.name), reverse=True)
         return up + down
+
+
+class Issuers(Generic[L]):
+    """Which server gave this client each job handle.  Handles are unique
+    per server only (two fresh gearmands both issue H:host:1), so a handle
+    two servers gave is remembered as ambiguous: every server is asked."""
+
+    REMEMBERED = 100_000
+
+    def __init__(self, links: Sequence[L]) -> None:
+        self._links = links            # the client's list, read as it changes
+        self._of: Dict[str, Optional[L]] = {}
+
+    def issued(self, handle: str, link: L) -> None:
+        if len(self._links) > 1:
+            if len(self._of) >= self.REMEMBERED:
+                self._of.clear()
+            known = self._of.get(handle, link)
+            self._of[handle] = link if known is link else None
+
+    def issuer(self, handle: str) -> Optional[L]:
+        return self._of.get(handle)
+
+    def clear(self) -> None:
+        self._of.clear()

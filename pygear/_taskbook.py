@@ -56,6 +56,10 @@ def c_task_done(addr: int) -> bool:
 class TaskBook:
     def __init__(self, client: "Client") -> None:
         self._settings = client._settings
+        self._issuers = client._issuers
+        # (server, handle) of each status task in C: libgearman gives a
+        # handle's STATUS_RES to the first only (_workarounds.STATUS_TO_FIRST_TASK)
+        self._asking: set = set()
         self.waiting: Deque[Task] = deque()
         self.live: Dict[int, Task] = {}
         self._ended: List[Task] = []
@@ -166,7 +170,7 @@ class TaskBook:
         """The server for ``task``, or None when it must wait (its server's
         window is full).  Servers that are down are used only when none is up."""
         if task._status_of is not None:
-            issuer = client._issuer(task._handle or "")
+            issuer = client._issuers.issuer(task._handle or "")
             order = [issuer] if issuer is not None else client._placement.order(links, None)
         else:
             order = client._placement.order(links, task._key)
@@ -175,6 +179,9 @@ class TaskBook:
         candidates = up or candidates
         if task._key is not None or task._status_of is not None:
             candidates = candidates[:1]       # its own server, or wait for room there
+            if task._status_of is not None and candidates and \
+                    (candidates[0], task._status_of) in self._asking:
+                return None                   # after the same question there ends
         for link in candidates:
             if link.live < WINDOW:
                 return link
@@ -193,6 +200,8 @@ class TaskBook:
                                           % task._function))
         task._addr, task._link = addr, cc.link
         task._server = cc.link.name
+        if task._status_of is not None:
+            self._asking.add((cc.link, task._status_of))
         task._state = "submitted"
         self.live[addr] = task
         LIVE[addr] = task
@@ -288,6 +297,10 @@ class TaskBook:
             task._addr = None
             task._link.live -= 1
             _lib.gearman_task_free(addr)
+            if task._status_of is not None:
+                self._asking.discard((task._link, task._status_of))
+            elif task._handle:
+                self._issuers.issued(task._handle, task._link)
 
     def requeue(self, link: Link) -> None:
         """``link``'s server failed: its unfinished tasks go back to waiting
@@ -300,6 +313,7 @@ class TaskBook:
             del self.live[addr]
             LIVE.pop(addr, None)
             task._addr = None
+            self._asking.discard((link, task._status_of))
             if task._state == "finished":
                 continue
             if task._background and task._handle and c_task_done(addr):
@@ -322,3 +336,4 @@ class TaskBook:
             task._addr = None
         self.live.clear()
         self.waiting.clear()
+        self._asking.clear()

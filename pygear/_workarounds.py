@@ -150,6 +150,13 @@ TASK_LIST_WALK = _add(
     "seen (bench: tasks)",
     "at most 1,000 tasks per C client at a time; the rest wait in Python",
     "_taskbook.WINDOW")
+STATUS_TO_FIRST_TASK = _add(
+    "STATUS_TO_FIRST_TASK",
+    "a STATUS_RES goes to the first task in the client with that job handle: a second status "
+    "task for the same handle in one C client waits forever (run_tasks never returns SUCCESS)",
+    "seen, in C too (gearman_client_add_task_status twice, then run_tasks: TIMEOUT)",
+    "one status task per handle per server in C at a time; the next waits in Python",
+    "_taskbook.TaskBook._choose")
 EMPTY_WORKLOAD = _add(
     "EMPTY_WORKLOAD",
     "a non-NULL workload pointer with size 0 is refused (INVALID_ARGUMENT)",

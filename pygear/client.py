@@ -18,7 +18,7 @@ from ._events import NAMES as _EVENT_NAMES
 from ._gate import entry, setting
 from ._owner import Owner, Servers
 from ._link import Link
-from ._placement import Placement
+from ._placement import Issuers, Placement
 from ._settings import OPTION_NAMES, ClientSettings
 from ._task import Task
 from ._taskbook import TaskBook
@@ -30,7 +30,6 @@ from .serializers import RAW, encode
 __all__ = ["Client", "Task"]
 
 Callback = Callable[[Task], Any]
-_HANDLES_REMEMBERED = 100_000
 
 
 def _job_method(priority: str, background: bool, doc: str) -> Callable[..., Any]:
@@ -84,10 +83,10 @@ class Client(Owner):
     def __init__(self, servers: Optional[Servers] = None) -> None:
         self._links: List[Link] = []
         self._placement: Placement[Link] = Placement()
-        self._issuers: Dict[str, Link] = {}   # job handle -> the server that issued it
         self._last_errno = 0
         self._setup(ClientSettings(), servers)
         self._links = self._servers_of
+        self._issuers: Issuers[Link] = Issuers(self._links)
         self._book = TaskBook(self)
 
     # --- lifetime ----------------------------------------------------------------
@@ -123,15 +122,6 @@ class Client(Owner):
 
     def _new_server(self, server: Server) -> Link:
         return Link(server, self._settings)
-
-    def _issued(self, handle: str, link: Link) -> None:
-        if len(self._links) > 1:
-            if len(self._issuers) >= _HANDLES_REMEMBERED:
-                self._issuers.clear()
-            self._issuers[handle] = link
-
-    def _issuer(self, handle: str) -> Optional[Link]:
-        return self._issuers.get(handle)
 
     def _link_for(self, server: Optional[str]) -> Optional[Link]:
         if server is None:

@@ -497,11 +497,6 @@ def test_a_silent_first_server_costs_at_most_the_connect_timeout(gearmand_cluste
 
 @pytest.mark.gearmand_cluster(count=1)
 @pytest.mark.parametrize("what", ["job_status", "unique_status"])
-@pytest.mark.xfail(strict=True, raises=pygear.TIMEOUT, reason=(
-    "core bug: status() gives a silent server the whole job timeout, not its share "
-    "(pygear/_do.py: _status_once calls link.do_client without alternatives), and a "
-    "TIMEOUT from it is not taken as that server's failure: TIMEOUT although the live "
-    "server knows the job"))
 def test_status_with_a_silent_server_and_a_short_job_timeout(gearmand_cluster, what):
     """A job timeout under the connect timeout (the default 5 s): the silent
     server gets its share of the time, as in do*, and the live server answers."""
@@ -563,12 +558,7 @@ def test_status_goes_to_the_server_that_holds_the_handle(gearmand_cluster):
 
 
 @pytest.mark.gearmand_cluster(count=2)
-@pytest.mark.parametrize("submit", ["do_background", pytest.param(
-    "add_task_background", marks=pytest.mark.xfail(strict=True, reason=(
-        "core bug: a background Task's handle is not remembered as issued by its server "
-        "(pygear/_taskbook.py never calls Client._issued; only _do.submit does): "
-        "add_task_status() is sent round-robin and answers with the other server's job, "
-        "job_status() asks every server and raises ERROR")))])
+@pytest.mark.parametrize("submit", ["do_background", "add_task_background"])
 def test_status_asks_the_server_that_issued_the_handle(gearmand_cluster, submit):
     """Status tasks and job_status() for a handle this client was given ask
     the server that gave it, though the other server holds the same handle
@@ -597,10 +587,6 @@ def test_status_asks_the_server_that_issued_the_handle(gearmand_cluster, submit)
 
 
 @pytest.mark.gearmand_cluster(count=2)
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: when two servers issue the same handle to one client, Client._issued "
-    "keeps the last, and job_status(handle) answers for that server's job without a "
-    "word; the handle is ambiguous, so it should ask every server (ERROR naming both)"))
 def test_a_handle_two_servers_issued_to_this_client_is_ambiguous(gearmand_cluster):
     addresses = gearmand_cluster.addresses
     fn = unique_name("twice_issued")
@@ -620,11 +606,6 @@ def test_a_handle_two_servers_issued_to_this_client_is_ambiguous(gearmand_cluste
 
 
 @pytest.mark.parametrize("gearmand_cluster", [1, 2], indirect=True)
-@pytest.mark.xfail(strict=True, raises=pygear.TIMEOUT, reason=(
-    "libgearman 1.1.20 matches a STATUS_RES to the first task with that handle, so two "
-    "status tasks for one handle in one C client leave all but one waiting forever "
-    "(also in C: gearman_client_add_task_status twice + run_tasks = TIMEOUT); "
-    "pygear/_taskbook.py sends them together: run_tasks() hangs until its timeout"))
 def test_several_status_tasks_for_one_handle(gearmand_cluster):
     with cluster_client(gearmand_cluster.addresses, timeout=3000) as c:
         # the issuer is known: every status task goes to it

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,8 +60,52 @@ def size(job):
     return job.workload_size()
 
 
+def chatty(job):
+    """Every event a client can see before the result: status, data, warning."""
+    job.send_status(1, 2)
+    job.send_data("chunk")
+    job.send_warning("careful")
+    job.send_status(2, 2)
+    return job.workload()
+
+
+def boom(job):
+    raise ValueError("boom", job.workload())
+
+
+def fail(job):
+    job.send_fail()
+
+
+def sleepy(job):
+    time.sleep(float(job.workload()))
+    return job.workload()
+
+
+def tally(job):
+    """Workload {"dir": d, "key": k[, "sleep": s]}: sleep, then append a line
+    to d/k, so that a test counts how often each job ran (tally_counts);
+    returns k."""
+    spec = job.workload()
+    if spec.get("sleep"):
+        time.sleep(float(spec["sleep"]))
+    with open(os.path.join(spec["dir"], spec["key"]), "a") as fh:
+        fh.write("%d\n" % os.getpid())
+    return spec["key"]
+
+
+def tally_counts(directory: str) -> Dict[str, int]:
+    """How often each key's job ran (tally)."""
+    counts = {}
+    for name in os.listdir(directory):
+        with open(os.path.join(directory, name)) as fh:
+            counts[name] = len(fh.read().split())
+    return counts
+
+
 FUNCTIONS = {"echo": echo, "raw_echo": raw_echo, "pid": pid, "sleep_mark": sleep_mark,
-             "decode_workload": decode_workload, "size": size}
+             "decode_workload": decode_workload, "size": size, "chatty": chatty,
+             "boom": boom, "fail": fail, "tally": tally, "sleepy": sleepy}
 
 
 class FailingLoads:
@@ -222,6 +266,129 @@ def run_python(code: str, args: Iterable[str] = (), timeout: float = 60.0,
     return subprocess.run([sys.executable, "-c", code] + list(args), cwd=ROOT,
                           env=child_env(), input=input, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=timeout)
+
+
+class Child:
+    """A child interpreter running ``code`` (tests importable) whose stdout
+    the test reads line by line while it runs; ``finish`` always reaps it,
+    and a crash shows as a negative returncode."""
+
+    def __init__(self, code: str, args: Iterable[str] = ()) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", code] + [str(a) for a in args],
+                                     cwd=ROOT, env=child_env(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.pid = self.proc.pid
+        self._buffer = b""
+        self._seen = b""
+
+    def line(self, timeout: float) -> bytes:
+        """The next line of stdout, or b"" at EOF or after ``timeout`` s."""
+        import selectors
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._buffer:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    return b""
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return b""
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        self._seen += line + b"\n"
+        return line
+
+    def wait_for(self, prefix: bytes, timeout: float = 20.0) -> bytes:
+        """Lines until one starts with ``prefix``; fails the test if none does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.line(max(0.0, deadline - time.monotonic()))
+            if line.startswith(prefix):
+                return line
+            if not line and (time.monotonic() >= deadline or self.proc.poll() is not None):
+                done = self.finish(5)
+                raise AssertionError("the child never printed %r\n%s" % (prefix, describe(done)))
+
+    def signal(self, sig: int = signal.SIGINT) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.pid, sig)
+
+    def finish(self, timeout: float) -> subprocess.CompletedProcess:
+        """Wait for the child to exit (killing it after ``timeout`` s: then
+        the returncode is -SIGKILL and stderr says it hung)."""
+        hung = False
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            hung = True
+            self.proc.kill()
+            out, err = self.proc.communicate(timeout=10)
+        if hung:
+            err += b"\n[test: the child hung for %.0f s and was killed]" % timeout
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode,
+                                           self._seen + self._buffer + out, err)
+
+
+def calling(target: str) -> str:
+    """Child code that runs ``"module:function"`` with the child's argv."""
+    module, _, function = target.partition(":")
+    return "import sys; from %s import %s as f; sys.exit(f(*sys.argv[1:]))" % (module, function)
+
+
+def run_child(code: str, args: Iterable[str] = (), timeout: float = 60.0) -> list:
+    """Run ``code`` to the end; assert it exited cleanly (status 0, nothing
+    printed by a dropped exception) and return its JSON lines."""
+    done = Child(code, args).finish(timeout)
+    return assert_clean(done)
+
+
+def assert_clean(done: subprocess.CompletedProcess) -> list:
+    assert done.returncode == 0, describe(done)
+    assert b"Exception ignored" not in done.stderr, describe(done)
+    return json_lines(done.stdout)
+
+
+def json_lines(stdout: bytes) -> list:
+    return [json.loads(line) for line in stdout.decode("utf-8", "replace").splitlines()
+            if line.startswith(("{", "["))]
+
+
+def emit(**fields) -> None:
+    """In a child: report ``fields`` as one JSON line, at once."""
+    print(json.dumps(fields, default=repr), flush=True)
+
+
+def outcome_of(call) -> Tuple[str, float]:
+    """In a child: run ``call()``; "ok", "refused" (pygear.ERROR) or the
+    exception's class name, and how long it took."""
+    import pygear
+    start = time.monotonic()
+    try:
+        call()
+        what = "ok"
+    except pygear.ERROR:
+        what = "refused"
+    except Exception as exc:
+        what = type(exc).__name__
+    return what, round(time.monotonic() - start, 3)
+
+
+def sigint_storm(pid: int, seconds: float, gap=(0.002, 0.005)) -> int:
+    """SIGINT ``pid`` every 2 to 5 ms for ``seconds``; returns how many were
+    sent (fewer when the process ended early)."""
+    import random
+    sent = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            break
+        sent += 1
+        time.sleep(random.uniform(*gap))
+    return sent
 
 
 def last_json(stdout: bytes):

@@ -356,8 +356,11 @@ def json_lines(stdout: bytes) -> list:
 
 
 def emit(**fields) -> None:
-    """In a child: report ``fields`` as one JSON line, at once."""
-    print(json.dumps(fields, default=repr), flush=True)
+    """In a child: report ``fields`` as one JSON line, at once (one write,
+    so that lines from several threads never mix)."""
+    data = (json.dumps(fields, default=repr) + "\n").encode("utf-8")
+    while data:
+        data = data[os.write(sys.stdout.fileno(), data):]
 
 
 def outcome_of(call) -> Tuple[str, float]:

@@ -8,16 +8,20 @@ checks every server with one before libgearman connects) and OPTION_REQ,
 (unless ``options=False``), then misbehaves as ``mode`` says:
 
 - ``"silent"``: reads everything, answers nothing more;
-- ``"stall_assign"``: answers a grab with a JOB_ASSIGN whose body never
-  completes;
+- ``"stall_assign"``: answers a grab with the first ``cut`` bytes of a
+  JOB_ASSIGN, and never the rest;
+- ``"split_assign"``: sends the rest ``gap`` seconds later;
 - ``"stall_result"``: answers a grab with a whole JOB_ASSIGN, then stops
   reading that connection (a large WORK_COMPLETE never gets out);
 - ``"garbage"``: answers every read with ``garbage`` (memcached's
   ``ERROR\\r\\n``, random bytes, a packet with an unknown command), echoes
   included unless ``echoes`` says otherwise.
 
+With ``idle_grabs=n`` the first n grabs get NO_JOB (and the worker's
+PRE_SLEEP a NOOP, ``wake_after`` s later) before a job is assigned.
+
 ``events`` lists what it did, in order ("echo", "ignored ECHO_REQ",
-"stalled assign", "stopped reading", "garbage"); ``wait_event`` waits for one.
+"stalled assign", "split assign", "stopped reading", "garbage"); ``wait_event`` waits for one.
 """
 from __future__ import annotations
 
@@ -40,16 +44,33 @@ def packet(command: int, body: bytes = b"") -> bytes:
     return HEADER.pack(b"\0RES", command, len(body)) + body
 
 
+def assignment(reply: int, function: bytes) -> bytes:
+    """A JOB_ASSIGN* body: handle, function, [unique, [reducer,]] workload."""
+    fields = [b"H:fake:1", function]
+    if reply != JOB_ASSIGN:
+        fields.append(b"fake-unique")
+    if reply == JOB_ASSIGN_ALL:
+        fields.append(b"")
+    return b"\0".join(fields) + b"\0" + b'"workload"'
+
+
 class FakeGearmand:
     def __init__(self, mode: str, echoes: Optional[int] = None, garbage: bytes = b"",
-                 options: bool = True) -> None:
-        assert mode in ("silent", "stall_assign", "stall_result", "garbage"), mode
+                 options: bool = True, cut: int = HEADER.size + 4, gap: float = 0.0,
+                 idle_grabs: int = 0, wake_after: float = 0.0) -> None:
+        assert mode in ("silent", "stall_assign", "split_assign", "stall_result",
+                        "garbage"), mode
         self.mode = mode
+        self.cut, self.gap = cut, gap      # where an assignment stops (for ``gap`` s)
+        self.idle_grabs = idle_grabs       # grabs answered NO_JOB (then NOOP) first
+        self.wake_after = wake_after       # seconds before that NOOP
+        self.grabs = 0
         self.options = options       # whether OPTION_REQ is answered
         self.garbage = garbage
         # how many ECHO_REQs it answers (None: all)
         self.echoes_left = echoes if echoes is not None else (0 if mode == "garbage" else None)
         self.events: List[str] = []
+        self.received: List[int] = []       # the commands read, in order
         self._changed = threading.Condition()
         self._conns: List[socket.socket] = []
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -92,8 +113,8 @@ class FakeGearmand:
             while what not in self.events:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError("the fake server never saw %r (it saw %r)"
-                                         % (what, self.events))
+                    raise AssertionError("the fake server never saw %r (it saw %r; commands %r)"
+                                         % (what, self.events, self.received))
                 self._changed.wait(left)
 
     def _accept(self) -> None:
@@ -133,6 +154,7 @@ class FakeGearmand:
 
     def _answer(self, conn: socket.socket, command: int, body: bytes) -> bool:
         """Answer one packet; False: stop reading this connection."""
+        self.received.append(command)
         if command == ECHO_REQ:
             if self._echo_left():
                 if self.echoes_left is not None:
@@ -148,24 +170,28 @@ class FakeGearmand:
                 self._event("ignored OPTION_REQ")
         elif command == CAN_DO:
             self.function = body.split(b"\0")[0]
-        elif command in (GRAB_JOB, GRAB_JOB_UNIQ, GRAB_JOB_ALL) and self.mode.startswith("stall"):
-            fields = [b"H:fake:1", getattr(self, "function", b"f")]
+        elif command in (GRAB_JOB, GRAB_JOB_UNIQ, GRAB_JOB_ALL) and self.mode != "silent":
+            self.grabs += 1
+            if self.grabs <= self.idle_grabs:
+                conn.sendall(packet(NO_JOB))       # the worker sleeps: PRE_SLEEP
+                return True
             reply = {GRAB_JOB: JOB_ASSIGN, GRAB_JOB_UNIQ: JOB_ASSIGN_UNIQ,
                      GRAB_JOB_ALL: JOB_ASSIGN_ALL}[command]
-            if reply != JOB_ASSIGN:
-                fields.append(b"fake-unique")
-            if reply == JOB_ASSIGN_ALL:
-                fields.append(b"")
-            body = b"\0".join(fields) + b"\0" + b'"workload"'
+            whole = packet(reply, assignment(reply, getattr(self, "function", b"f")))
             if self.mode == "stall_assign":
-                # the header promises 1000 bytes more than ever come
-                conn.sendall(HEADER.pack(b"\0RES", reply, len(body) + 1000) + body)
+                conn.sendall(whole[:self.cut])
                 self._event("stalled assign")
+            elif self.mode == "split_assign":
+                conn.sendall(whole[:self.cut])
+                time.sleep(self.gap)
+                conn.sendall(whole[self.cut:])
+                self._event("split assign")
             else:
-                conn.sendall(packet(reply, body))
-                return False
-        elif command == PRE_SLEEP:
-            pass          # never woken: no job comes unless a grab asks
+                conn.sendall(whole)
+                return False                       # stall_result
+        elif command == PRE_SLEEP and self.grabs <= self.idle_grabs and self.mode != "silent":
+            time.sleep(self.wake_after)
+            conn.sendall(packet(NOOP))             # wake it: a job is there now
         return True
 
     def _stop_reading(self, conn: socket.socket) -> None:

@@ -378,6 +378,38 @@ def outcome_of(call) -> Tuple[str, float]:
     return what, round(time.monotonic() - start, 3)
 
 
+class Interrupts:
+    """In a child: SIGINT raises KeyboardInterrupt only inside ``guarded``
+    calls, so that a storm of them interrupts pygear's calls, not the
+    test's own bookkeeping; outside, each is only counted."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.outside = 0
+        signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        if self.armed:
+            raise KeyboardInterrupt
+        self.outside += 1
+
+    def guarded(self, call) -> Tuple[str, object]:
+        """("ok", value), ("KeyboardInterrupt", None) or ("error", repr)."""
+        self.armed = True
+        try:
+            value = call()
+            self.armed = False
+            return "ok", value
+        except KeyboardInterrupt:
+            self.armed = False
+            return "KeyboardInterrupt", None
+        except BaseException as exc:
+            self.armed = False
+            return "error", repr(exc)
+        finally:
+            self.armed = False
+
+
 def sigint_storm(pid: int, seconds: float, gap=(0.002, 0.005)) -> int:
     """SIGINT ``pid`` every 2 to 5 ms for ``seconds``; returns how many were
     sent (fewer when the process ended early)."""

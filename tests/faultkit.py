@@ -273,8 +273,13 @@ class Child:
     the test reads line by line while it runs; ``finish`` always reaps it,
     and a crash shows as a negative returncode."""
 
+    # a hung child prints where each of its threads is before it is killed
+    DUMP = ("import faulthandler as _fh, signal as _sig; "
+            "_fh.register(_sig.SIGUSR1, all_threads=True)\n")
+
     def __init__(self, code: str, args: Iterable[str] = ()) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", code] + [str(a) for a in args],
+        self.proc = subprocess.Popen([sys.executable, "-c", self.DUMP + code] +
+                                     [str(a) for a in args],
                                      cwd=ROOT, env=child_env(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.pid = self.proc.pid
@@ -323,6 +328,8 @@ class Child:
             out, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             hung = True
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)
             self.proc.kill()
             out, err = self.proc.communicate(timeout=10)
         if hung:

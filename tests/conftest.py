@@ -18,3 +18,36 @@ def client(gearman_client):
 @pytest.fixture
 def worker(gearman_worker):
     return gearman_worker
+
+
+@pytest.fixture
+def servers():
+    """Start private gearmands on demand (a test may kill and restart
+    them); all stopped at teardown."""
+    from pygear._server import GearmandProcess
+    started = []
+
+    def start():
+        g = GearmandProcess().start()
+        started.append(g)
+        return g
+
+    yield start
+    for g in started:
+        g.stop()
+
+
+@pytest.fixture
+def workers():
+    """Start tests.faultkit worker processes on demand; all stopped at teardown."""
+    from .faultkit import WorkerProc
+    procs = []
+
+    def start(*args, **kwargs):
+        p = WorkerProc(*args, **kwargs)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        p.stop()

@@ -77,6 +77,11 @@ def fail(job):
     job.send_fail()
 
 
+def slow_echo(job):
+    time.sleep(0.001)
+    return job.workload()
+
+
 def sleepy(job):
     time.sleep(float(job.workload()))
     return job.workload()
@@ -105,7 +110,8 @@ def tally_counts(directory: str) -> Dict[str, int]:
 
 FUNCTIONS = {"echo": echo, "raw_echo": raw_echo, "pid": pid, "sleep_mark": sleep_mark,
              "decode_workload": decode_workload, "size": size, "chatty": chatty,
-             "boom": boom, "fail": fail, "tally": tally, "sleepy": sleepy}
+             "boom": boom, "fail": fail, "tally": tally, "sleepy": sleepy,
+             "slow_echo": slow_echo}
 
 
 class FailingLoads:

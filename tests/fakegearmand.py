@@ -4,7 +4,7 @@ does when a server stalls or is not Gearman at all.
 ``FakeGearmand(mode)`` listens on a free loopback port and serves each
 connection in a thread of the test process.  It speaks just enough of the
 Gearman binary protocol: it answers the first ``echoes`` ECHO_REQs (pygear
-checks every server with one before libgearman connects) and OPTION_REQ,
+checks every server with one before libgearman connects) and OPTION_REQ
 (unless ``options=False``), then misbehaves as ``mode`` says:
 
 - ``"silent"``: reads everything, answers nothing more;
@@ -21,7 +21,8 @@ With ``idle_grabs=n`` the first n grabs get NO_JOB (and the worker's
 PRE_SLEEP a NOOP, ``wake_after`` s later) before a job is assigned.
 
 ``events`` lists what it did, in order ("echo", "ignored ECHO_REQ",
-"stalled assign", "split assign", "stopped reading", "garbage"); ``wait_event`` waits for one.
+"stalled assign", "split assign", "stopped reading", "garbage"), and
+``received`` the commands it read; ``wait_event`` waits for an event.
 """
 from __future__ import annotations
 

@@ -493,16 +493,49 @@ if __name__ == "__main__":
 def serve_echo(gearmand, prefix: str, count: int = 1, lenient: bool = False):
     """Body of a module fixture: ``count`` worker processes serving echo
     under a fresh name, which it yields; they stop after the module."""
+    yield from serve_function(gearmand, prefix, "echo", count, lenient)
+
+
+def serve_function(gearmand, prefix: str, func: str, count: int = 1, lenient: bool = False,
+                   serializer: str = "json"):
+    """The same for any of FUNCTIONS (``func``)."""
     from pygear.testing import unique_name
     name = unique_name(prefix)
-    procs = [WorkerProc(gearmand.address, {name: "echo"}, lenient=lenient)
-             for _ in range(count)]
+    procs = [WorkerProc(gearmand.address, {name: func}, serializer=serializer,
+                        lenient=lenient) for _ in range(count)]
     try:
         wait_workers(gearmand.host, gearmand.port, name, count)
         yield name
     finally:
         for proc in procs:
             proc.stop()
+
+
+class ServeInThread:
+    """``with ServeInThread(worker):`` the worker's work() runs in a thread
+    (idle timeouts ignored) until the block ends."""
+
+    def __init__(self, worker) -> None:
+        import threading
+        self.worker = worker
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        import pygear
+        while not self.stop.is_set():
+            try:
+                self.worker.work()
+            except pygear.TIMEOUT:
+                pass
+
+    def __enter__(self) -> "ServeInThread":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(10)
 
 
 def connected_client(gearmand, timeout: int):

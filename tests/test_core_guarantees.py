@@ -25,8 +25,8 @@ import pytest
 import pygear
 from pygear.testing import unique_name
 
-from .faultkit import (WorkerProc, calling, emit, outcome_of, run_child, serve_echo,
-                       tally_counts, wait_workers)
+from .faultkit import (calling, emit, outcome_of, run_child, serve_echo, serve_function,
+                       tally_counts)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -164,13 +164,7 @@ def test_accessors_setters_and_close_while_another_thread_blocks(gearmand, what)
 
 @pytest.fixture(scope="module")
 def raw_fn(gearmand):
-    name = unique_name("core_raw")
-    proc = WorkerProc(gearmand.address, {name: "raw_echo"}, serializer="raw")
-    try:
-        wait_workers(gearmand.host, gearmand.port, name)
-        yield name
-    finally:
-        proc.stop()
+    yield from serve_function(gearmand, "core_raw", "raw_echo", serializer="raw")
 
 
 def client_ids(gearmand):
@@ -276,13 +270,7 @@ def test_grab_after_an_unfinished_job_and_an_idle_grab(gearmand):
 
 @pytest.fixture(scope="module")
 def tally_fn(gearmand):
-    name = unique_name("core_tally")
-    proc = WorkerProc(gearmand.address, {name: "tally"})
-    try:
-        wait_workers(gearmand.host, gearmand.port, name)
-        yield name
-    finally:
-        proc.stop()
+    yield from serve_function(gearmand, "core_tally", "tally")
 
 
 def wait_for_counts(directory, keys, timeout=10.0, settle=0.5):

@@ -8,14 +8,12 @@ and a job's replies.  Each either works with the true bytes (what the
 characters are in UTF-8, what the buffer holds) or raises a clear
 TypeError/ValueError; nothing crashes.  Each case runs in a child.
 """
-import threading
-
 import pytest
 
 import pygear
 from pygear.testing import unique_name
 
-from .faultkit import calling, emit, run_child
+from .faultkit import ServeInThread, calling, emit, run_child
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,14 +73,6 @@ def exact_bytes_child(case, host, port, fn):
     c.set_timeout(5000)
     c.set_serializer(pygear.RAW)
     names = {how: "%s_%s" % (fn, how) for how in ("raw", "result", "data", "unique")}
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                w.work()
-            except pygear.TIMEOUT:
-                pass
 
     def admin(what):
         with pygear.Admin(host, port, timeout=5) as a:
@@ -100,9 +90,7 @@ def exact_bytes_child(case, host, port, fn):
                           if row["function"].endswith(names["raw"]) and row["available_workers"])
         for how, name in names.items():
             w.add_function(LyingStr(name) if case == "function name" else name, 0, _reply)
-        server = threading.Thread(target=serve)
-        server.start()
-        try:
+        with ServeInThread(w):
             if case == "function name":
                 return c.do(LyingStr(names["raw"]), b"payload")
             if case == "unique key":
@@ -136,9 +124,6 @@ def exact_bytes_child(case, host, port, fn):
                 c.run_tasks()
                 return [chunks, task.result()]
             raise AssertionError("no case %r" % case)
-        finally:
-            stop.set()
-            server.join(10)
 
     try:
         got = run()

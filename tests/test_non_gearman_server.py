@@ -41,7 +41,7 @@ def failure(call):
     try:
         call()
         return "returned"
-    except pygear.GearmanError as exc:
+    except pygear.GearmanError:
         return "GearmanError"
     except Exception as exc:
         return "%s: %s" % (type(exc).__name__, exc)

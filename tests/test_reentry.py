@@ -20,7 +20,8 @@ import pygear
 from pygear.testing import unique_name
 
 from .fakegearmand import FakeGearmand
-from .faultkit import WorkerProc, calling, emit, outcome_of, run_child, wait_workers
+from .faultkit import (WorkerProc, calling, emit, outcome_of, run_child, serve_function,
+                       wait_workers)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,7 +30,8 @@ pytestmark = pytest.mark.timeout(120)
 # (ctx.host, ctx.port), a function a worker serves (ctx.fn), and what was
 # installed (ctx.log_fn, ctx.callbacks, ctx.reinstall).
 
-CLIENT_CALLS = {
+# What Client and Worker both have.
+COMMON_CALLS = {
     "add_server": lambda x: x.obj.add_server(x.host, x.port),
     "add_servers": lambda x: x.obj.add_servers("%s:%d" % (x.host, x.port)),
     "remove_servers": lambda x: x.obj.remove_servers(),
@@ -42,10 +44,16 @@ CLIENT_CALLS = {
     "set_log_fn": lambda x: x.obj.set_log_fn(x.log_fn, "DEBUG"),
     "set_ssl": lambda x: x.obj.set_ssl(),
     "set_metrics": lambda x: x.obj.set_metrics(None),
-    "set_options": lambda x: x.obj.set_options(non_blocking=False),
-    "get_options": lambda x: x.obj.get_options(),
     "error": lambda x: x.obj.error(),
     "errno": lambda x: x.obj.errno(),
+    "echo": lambda x: x.obj.echo("inner"),
+    "wait": lambda x: x.obj.wait(),
+    "clone": lambda x: x.obj.clone().close(),
+}
+
+CLIENT_CALLS = dict(COMMON_CALLS, **{
+    "set_options": lambda x: x.obj.set_options(non_blocking=False),
+    "get_options": lambda x: x.obj.get_options(),
     "error_code": lambda x: x.obj.error_code(),
     "do": lambda x: x.obj.do(x.fn, "inner"),
     "do_high": lambda x: x.obj.do_high(x.fn, "inner"),
@@ -55,7 +63,6 @@ CLIENT_CALLS = {
     "do_low_background": lambda x: x.obj.do_low_background(x.fn, "inner"),
     "job_status": lambda x: x.obj.job_status("H:nowhere:1"),
     "unique_status": lambda x: x.obj.unique_status("nowhere"),
-    "echo": lambda x: x.obj.echo("inner"),
     # a handle of its own, and before the job tasks: libgearman 1.1.20 mixes
     # up status tasks (test_core_guarantees.test_status_tasks_beside_jobs)
     "add_task_status": lambda x: x.obj.add_task_status("H:nowhere:%d" % next(x.handles)),
@@ -66,7 +73,6 @@ CLIENT_CALLS = {
     "add_task_high_background": lambda x: x.obj.add_task_high_background(x.fn, "inner"),
     "add_task_low_background": lambda x: x.obj.add_task_low_background(x.fn, "inner"),
     "run_tasks": lambda x: x.obj.run_tasks(),
-    "wait": lambda x: x.obj.wait(),
     "set_created_fn": lambda x: x.obj.set_created_fn(x.callbacks.get("created")),
     "set_data_fn": lambda x: x.obj.set_data_fn(x.callbacks.get("data")),
     "set_warning_fn": lambda x: x.obj.set_warning_fn(x.callbacks.get("warning")),
@@ -76,29 +82,15 @@ CLIENT_CALLS = {
     "set_fail_fn": lambda x: x.obj.set_fail_fn(x.callbacks.get("fail")),
     "set_workload_fn": lambda x: x.obj.set_workload_fn(None),
     "clear_fn": lambda x: (x.obj.clear_fn(), x.reinstall()),
-    "clone": lambda x: x.obj.clone().close(),
-}
-CLIENT_MUST_REFUSE = {"remove_servers", "do", "do_high", "do_low", "do_background",
-                      "do_high_background", "do_low_background", "job_status",
-                      "unique_status", "echo", "run_tasks", "wait"}
+})
+COMMON_MUST_REFUSE = {"remove_servers", "echo", "wait"}
+CLIENT_MUST_REFUSE = COMMON_MUST_REFUSE | {"do", "do_high", "do_low", "do_background",
+                                           "do_high_background", "do_low_background",
+                                           "job_status", "unique_status", "run_tasks"}
 
-WORKER_CALLS = {
-    "add_server": lambda x: x.obj.add_server(x.host, x.port),
-    "add_servers": lambda x: x.obj.add_servers("%s:%d" % (x.host, x.port)),
-    "remove_servers": lambda x: x.obj.remove_servers(),
-    "set_timeout": lambda x: x.obj.set_timeout(x.obj.timeout()),
-    "timeout": lambda x: x.obj.timeout(),
-    "set_connect_timeout": lambda x: x.obj.set_connect_timeout(5000),
-    "connect_timeout": lambda x: x.obj.connect_timeout(),
-    "set_serializer": lambda x: x.obj.set_serializer(pygear.JSON),
-    "set_identifier": lambda x: x.obj.set_identifier("reentry"),
+WORKER_CALLS = dict(COMMON_CALLS, **{
     "set_namespace": lambda x: x.obj.set_namespace(x.namespace),
     "namespace": lambda x: x.obj.namespace(),
-    "set_log_fn": lambda x: x.obj.set_log_fn(x.log_fn, "DEBUG"),
-    "set_ssl": lambda x: x.obj.set_ssl(),
-    "set_metrics": lambda x: x.obj.set_metrics(None),
-    "error": lambda x: x.obj.error(),
-    "errno": lambda x: x.obj.errno(),
     "add_function": lambda x: x.obj.add_function(x.fn, 0, x.job_fn),
     "register": lambda x: x.obj.register(x.fn + "_other"),
     "unregister": lambda x: x.obj.unregister(x.fn + "_other"),
@@ -106,12 +98,9 @@ WORKER_CALLS = {
     "function_exists": lambda x: x.obj.function_exists(x.fn),
     "work": lambda x: x.obj.work(),
     "grab_job": lambda x: x.obj.grab_job(),
-    "echo": lambda x: x.obj.echo("inner"),
-    "wait": lambda x: x.obj.wait(),
     "serve": lambda x: x.obj.serve(iter([False, True]).__next__),
-    "clone": lambda x: x.obj.clone().close(),
-}
-WORKER_MUST_REFUSE = {"remove_servers", "work", "grab_job", "echo", "wait", "serve"}
+})
+WORKER_MUST_REFUSE = COMMON_MUST_REFUSE | {"work", "grab_job", "serve"}
 
 TASK_READS = ("result", "data", "data_size", "job_handle", "unique", "function_name",
               "returncode", "is_known", "is_running", "numerator", "denominator", "error",
@@ -368,13 +357,7 @@ def test_client_close_inside_a_callback_takes_effect_when_the_call_returns(
 
 @pytest.fixture(scope="module")
 def sleepy(gearmand):
-    name = unique_name("reentry_sleepy")
-    proc = WorkerProc(gearmand.address, {name: "sleepy"})
-    try:
-        wait_workers(gearmand.host, gearmand.port, name)
-        yield name
-    finally:
-        proc.stop()
+    yield from serve_function(gearmand, "reentry_sleepy", "sleepy")
 
 
 # --- Worker ------------------------------------------------------------------------

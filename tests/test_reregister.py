@@ -5,13 +5,14 @@ exactly one available worker for the function, and a job is really served
 by it.  The old core left gearmand with no available worker after several
 such sequences, and the jobs waited forever.
 """
-import threading
 import time
 
 import pytest
 
 import pygear
 from pygear.testing import unique_name
+
+from .faultkit import ServeInThread
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,8 +63,6 @@ def test_one_available_worker_after_registering_again(gearmand, sequence):
     c = pygear.Client()
     c.add_server(gearmand.host, gearmand.port)
     c.set_timeout(5000)
-    stop = threading.Event()
-    server = None
     try:
         for step, (what, which) in enumerate(SEQUENCES[sequence]):
             name = names.get(which)
@@ -79,25 +78,14 @@ def test_one_available_worker_after_registering_again(gearmand, sequence):
                 c.do_background(name, "before")
                 w.work()
         w.set_timeout(100)
-
-        def serve():
-            while not stop.is_set():
-                try:
-                    w.work()
-                except pygear.TIMEOUT:
-                    pass
-        server = threading.Thread(target=serve, daemon=True)
-        server.start()
-        deadline = time.monotonic() + 3
-        while available(gearmand, names["f"]) != 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.2)      # a second registration would show by now
-        assert available(gearmand, names["f"]) == 1
-        result = c.do(names["f"], "job")
-        assert result[1] == "job"
+        with ServeInThread(w):
+            deadline = time.monotonic() + 3
+            while available(gearmand, names["f"]) != 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)      # a second registration would show by now
+            assert available(gearmand, names["f"]) == 1
+            result = c.do(names["f"], "job")
+            assert result[1] == "job"
     finally:
-        stop.set()
-        if server is not None:
-            server.join(5)
         w.close()
         c.close()

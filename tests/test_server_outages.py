@@ -77,6 +77,17 @@ def batch_child(servers, fn, count, tally_dir, signal_after, window):
          finished_before=finished_before, ended=ended, after=c.do(fn, workload("after")))
 
 
+def batch_report(child, outage):
+    """The child's lines and its last: every task answered once, with its
+    own result, the batch still running at the ``outage``, do() working after."""
+    report = assert_clean(child.finish(100))
+    final = report[-1]
+    assert final["ended"] > outage + 0.3, "the batch ended before the outage"
+    assert final["n_wrong"] == 0 and final["twice"] == [], final
+    assert final["after"] == "after"
+    return report, final
+
+
 def test_first_of_two_servers_killed_mid_run_tasks(servers, workers):
     a, b = servers(), servers()
     fn = unique_name("outage_two")
@@ -89,11 +100,7 @@ def test_first_of_two_servers_killed_mid_run_tasks(servers, workers):
     child.wait_for(b'{"now"', timeout=60)
     a.kill()
     killed = time.monotonic()
-    report = assert_clean(child.finish(90))
-    final = report[-1]
-    assert final["ended"] > killed + 0.3, "the batch ended before the server died"
-    assert final["n_wrong"] == 0 and final["twice"] == [], final
-    assert final["after"] == "after"
+    report, final = batch_report(child, killed)
     counts = tally_counts(tally_dir)
     keys = ["t%05d" % i for i in range(300)]
     assert set(keys) <= set(counts), sorted(set(keys) - set(counts))[:10]
@@ -115,9 +122,5 @@ def test_gearmand_restarted_during_a_5000_task_batch(servers, workers):
     time.sleep(1.5)          # an outage: run_tasks meanwhile may raise
     g.restart()
     restarted = time.monotonic()
-    report = assert_clean(child.finish(100))
-    final = report[-1]
-    assert final["ended"] > restarted + 0.3, "the batch ended before the restart"
-    assert final["n_wrong"] == 0 and final["twice"] == [], final
-    assert final["after"] == "after"
+    report, final = batch_report(child, restarted)
     assert not any("gave_up" in line for line in report), report[-5:]

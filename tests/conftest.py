@@ -35,3 +35,36 @@ def upper(gearman_worker_process):
     name = unique_name("upper")
     gearman_worker_process.start({name: cli_jobs.upper}, serializer="raw", count=2)
     return name
+
+
+@pytest.fixture
+def servers():
+    """Start private gearmands on demand (a test may kill and restart
+    them); all stopped at teardown."""
+    from pygear._server import GearmandProcess
+    started = []
+
+    def start():
+        g = GearmandProcess().start()
+        started.append(g)
+        return g
+
+    yield start
+    for g in started:
+        g.stop()
+
+
+@pytest.fixture
+def workers():
+    """Start tests.faultkit worker processes on demand; all stopped at teardown."""
+    from .faultkit import WorkerProc
+    procs = []
+
+    def start(*args, **kwargs):
+        p = WorkerProc(*args, **kwargs)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        p.stop()

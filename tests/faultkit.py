@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,8 +61,58 @@ def size(job):
     return job.workload_size()
 
 
+def chatty(job):
+    """Every event a client can see before the result: status, data, warning."""
+    job.send_status(1, 2)
+    job.send_data("chunk")
+    job.send_warning("careful")
+    job.send_status(2, 2)
+    return job.workload()
+
+
+def boom(job):
+    raise ValueError("boom", job.workload())
+
+
+def fail(job):
+    job.send_fail()
+
+
+def slow_echo(job):
+    time.sleep(0.001)
+    return job.workload()
+
+
+def sleepy(job):
+    time.sleep(float(job.workload()))
+    return job.workload()
+
+
+def tally(job):
+    """Workload {"dir": d, "key": k[, "sleep": s]}: sleep, then append a line
+    to d/k, so that a test counts how often each job ran (tally_counts);
+    returns k."""
+    spec = job.workload()
+    if spec.get("sleep"):
+        time.sleep(float(spec["sleep"]))
+    with open(os.path.join(spec["dir"], spec["key"]), "a") as fh:
+        fh.write("%d\n" % os.getpid())
+    return spec["key"]
+
+
+def tally_counts(directory: str) -> Dict[str, int]:
+    """How often each key's job ran (tally)."""
+    counts = {}
+    for name in os.listdir(directory):
+        with open(os.path.join(directory, name)) as fh:
+            counts[name] = len(fh.read().split())
+    return counts
+
+
 FUNCTIONS = {"echo": echo, "raw_echo": raw_echo, "pid": pid, "sleep_mark": sleep_mark,
-             "decode_workload": decode_workload, "size": size}
+             "decode_workload": decode_workload, "size": size, "chatty": chatty,
+             "boom": boom, "fail": fail, "tally": tally, "sleepy": sleepy,
+             "slow_echo": slow_echo}
 
 
 class FailingLoads:
@@ -228,6 +278,171 @@ def run_python(code: str, args: Iterable[str] = (), timeout: float = 60.0,
     return subprocess.run([sys.executable, "-c", code] + list(args), cwd=ROOT,
                           env=child_env(), input=input, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=timeout)
+
+
+class Child:
+    """A child interpreter running ``code`` (tests importable) whose stdout
+    the test reads line by line while it runs; ``finish`` always reaps it,
+    and a crash shows as a negative returncode."""
+
+    # a hung child prints where each of its threads is before it is killed
+    DUMP = ("import faulthandler as _fh, signal as _sig; "
+            "_fh.register(_sig.SIGUSR1, all_threads=True)\n")
+
+    def __init__(self, code: str, args: Iterable[str] = ()) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", self.DUMP + code] +
+                                     [str(a) for a in args],
+                                     cwd=ROOT, env=child_env(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.pid = self.proc.pid
+        self._buffer = b""
+        self._seen = b""
+
+    def line(self, timeout: float) -> bytes:
+        """The next line of stdout, or b"" at EOF or after ``timeout`` s."""
+        import selectors
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._buffer:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    return b""
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return b""
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        self._seen += line + b"\n"
+        return line
+
+    def wait_for(self, prefix: bytes, timeout: float = 20.0) -> bytes:
+        """Lines until one starts with ``prefix``; fails the test if none does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.line(max(0.0, deadline - time.monotonic()))
+            if line.startswith(prefix):
+                return line
+            if not line and (time.monotonic() >= deadline or self.proc.poll() is not None):
+                done = self.finish(5)
+                raise AssertionError("the child never printed %r\n%s" % (prefix, describe(done)))
+
+    def signal(self, sig: int = signal.SIGINT) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.pid, sig)
+
+    def finish(self, timeout: float) -> subprocess.CompletedProcess:
+        """Wait for the child to exit (killing it after ``timeout`` s: then
+        the returncode is -SIGKILL and stderr says it hung)."""
+        hung = False
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            hung = True
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)
+            self.proc.kill()
+            out, err = self.proc.communicate(timeout=10)
+        if hung:
+            err += b"\n[test: the child hung for %.0f s and was killed]" % timeout
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode,
+                                           self._seen + self._buffer + out, err)
+
+
+def calling(target: str) -> str:
+    """Child code that runs ``"module:function"`` with the child's argv."""
+    module, _, function = target.partition(":")
+    return "import sys; from %s import %s as f; sys.exit(f(*sys.argv[1:]))" % (module, function)
+
+
+def run_child(code: str, args: Iterable[str] = (), timeout: float = 60.0) -> list:
+    """Run ``code`` to the end; assert it exited cleanly (status 0, nothing
+    printed by a dropped exception) and return its JSON lines."""
+    done = Child(code, args).finish(timeout)
+    return assert_clean(done)
+
+
+def assert_clean(done: subprocess.CompletedProcess) -> list:
+    assert done.returncode == 0, describe(done)
+    assert b"Exception ignored" not in done.stderr, describe(done)
+    return json_lines(done.stdout)
+
+
+def json_lines(stdout: bytes) -> list:
+    return [json.loads(line) for line in stdout.decode("utf-8", "replace").splitlines()
+            if line.startswith(("{", "["))]
+
+
+def emit(**fields) -> None:
+    """In a child: report ``fields`` as one JSON line, at once (one write,
+    so that lines from several threads never mix)."""
+    data = (json.dumps(fields, default=repr) + "\n").encode("utf-8")
+    while data:
+        data = data[os.write(sys.stdout.fileno(), data):]
+
+
+def outcome_of(call) -> Tuple[str, float]:
+    """In a child: run ``call()``; "ok", "refused" (pygear.ERROR) or the
+    exception's class name, and how long it took."""
+    import pygear
+    start = time.monotonic()
+    try:
+        call()
+        what = "ok"
+    except pygear.ERROR:
+        what = "refused"
+    except Exception as exc:
+        what = type(exc).__name__
+    return what, round(time.monotonic() - start, 3)
+
+
+class Interrupts:
+    """In a child: SIGINT raises KeyboardInterrupt only inside ``guarded``
+    calls, so that a storm of them interrupts pygear's calls, not the
+    test's own bookkeeping; outside, each is only counted."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.outside = 0
+        signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        if self.armed:
+            raise KeyboardInterrupt
+        self.outside += 1
+
+    def guarded(self, call) -> Tuple[str, object]:
+        """("ok", value), ("KeyboardInterrupt", None) or ("error", repr)."""
+        self.armed = True
+        try:
+            value = call()
+            self.armed = False
+            return "ok", value
+        except KeyboardInterrupt:
+            self.armed = False
+            return "KeyboardInterrupt", None
+        except BaseException as exc:
+            self.armed = False
+            return "error", repr(exc)
+        finally:
+            self.armed = False
+
+
+def sigint_storm(pid: int, seconds: float, gap=(0.002, 0.005)) -> int:
+    """SIGINT ``pid`` every 2 to 5 ms for ``seconds``; returns how many were
+    sent (fewer when the process ended early)."""
+    import random
+    sent = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            break
+        sent += 1
+        time.sleep(random.uniform(*gap))
+    return sent
 
 
 def last_json(stdout: bytes):
@@ -475,16 +690,49 @@ if __name__ == "__main__":
 def serve_echo(gearmand, prefix: str, count: int = 1, lenient: bool = False):
     """Body of a module fixture: ``count`` worker processes serving echo
     under a fresh name, which it yields; they stop after the module."""
+    yield from serve_function(gearmand, prefix, "echo", count, lenient)
+
+
+def serve_function(gearmand, prefix: str, func: str, count: int = 1, lenient: bool = False,
+                   serializer: str = "json"):
+    """The same for any of FUNCTIONS (``func``)."""
     from pygear.testing import unique_name
     name = unique_name(prefix)
-    procs = [WorkerProc(gearmand.address, {name: "echo"}, lenient=lenient)
-             for _ in range(count)]
+    procs = [WorkerProc(gearmand.address, {name: func}, serializer=serializer,
+                        lenient=lenient) for _ in range(count)]
     try:
         wait_workers(gearmand.host, gearmand.port, name, count)
         yield name
     finally:
         for proc in procs:
             proc.stop()
+
+
+class ServeInThread:
+    """``with ServeInThread(worker):`` the worker's work() runs in a thread
+    (idle timeouts ignored) until the block ends."""
+
+    def __init__(self, worker) -> None:
+        import threading
+        self.worker = worker
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        import pygear
+        while not self.stop.is_set():
+            try:
+                self.worker.work()
+            except pygear.TIMEOUT:
+                pass
+
+    def __enter__(self) -> "ServeInThread":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(10)
 
 
 def connected_client(gearmand, timeout: int):

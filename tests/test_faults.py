@@ -12,42 +12,13 @@ import pytest
 
 import pygear
 import pygear._taskbook
-from pygear._server import GearmandProcess, find_gearmand
+from pygear._server import find_gearmand
 from pygear.testing import unique_name
 
-from .faultkit import BlackHole, WorkerProc, dead_port, wait_workers
+from .faultkit import BlackHole, dead_port, wait_workers
 
 pytestmark = [pytest.mark.timeout(90),
               pytest.mark.skipif(find_gearmand() is None, reason="needs a gearmand binary")]
-
-
-@pytest.fixture
-def servers():
-    """Start private gearmands on demand; all stopped at teardown."""
-    started = []
-
-    def start():
-        g = GearmandProcess().start()
-        started.append(g)
-        return g
-
-    yield start
-    for g in started:
-        g.stop()
-
-
-@pytest.fixture
-def workers():
-    procs = []
-
-    def start(*args, **kwargs):
-        p = WorkerProc(*args, **kwargs)
-        procs.append(p)
-        return p
-
-    yield start
-    for p in procs:
-        p.stop()
 
 
 def client_for(*addresses, timeout=10000):

@@ -5,6 +5,8 @@ import json
 import pickle
 from typing import Any, Union
 
+from ._args import exact_bytes
+
 
 class _Json:
     """JSON text, UTF-8 encoded on the wire."""
@@ -27,12 +29,10 @@ class _Raw:
 
     @staticmethod
     def dumps(obj: Union[bytes, bytearray, memoryview, str]) -> bytes:
-        if isinstance(obj, bytes):
+        if type(obj) is bytes:
             return obj
-        if isinstance(obj, str):
-            return obj.encode("utf-8")
-        if isinstance(obj, (bytearray, memoryview)):
-            return bytes(obj)
+        if isinstance(obj, (str, bytes, bytearray, memoryview)):
+            return exact_bytes(obj, "a RAW payload")
         raise TypeError("RAW serializer takes bytes or str, not %s" % type(obj).__name__)
 
     @staticmethod
@@ -81,10 +81,11 @@ def encode(serializer: Any, obj: Any, what: str) -> bytes:
         data = serializer.dumps(obj)
     except Exception as exc:
         raise TypeError("cannot serialize %s with %r: %s" % (what, serializer, exc)) from exc
-    if isinstance(data, str):
-        return data.encode("utf-8")
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
+    if type(data) is bytes:
+        return data
+    if isinstance(data, (str, bytes, bytearray, memoryview)):
+        # a subclass's encode(), __bytes__ or __len__ never decides what C gets
+        return exact_bytes(data, what)
     raise TypeError("%r.dumps returned %s; it must return str or bytes"
                     % (serializer, type(data).__name__))
 

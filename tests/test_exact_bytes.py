@@ -163,16 +163,7 @@ TRUE = {
 }
 
 
-# pygear/serializers.py hands C what a liar's encode() or __bytes__ returns
-# (RAW.dumps and encode() call them), and its lying __len__ with it.
-ENCODE_TRUSTS_SUBCLASSES = pytest.mark.xfail(
-    strict=True, reason="serializers.encode/RAW.dumps call a subclass's encode()/__bytes__ and "
-    "pass on its lying length: SIGSEGV (reported to the lead; fix: str.encode(x) and "
-    "bytes(memoryview(x)), as _args.exact_bytes does)")
-CASES = [pytest.param(case, marks=ENCODE_TRUSTS_SUBCLASSES)
-         if case in ("str workload", "bytes workload", "bytes task workload", "str dumps",
-                     "bytes dumps", "job result", "job data") else case
-         for case in TRUE]
+CASES = list(TRUE)
 
 
 @pytest.mark.parametrize("case", CASES)

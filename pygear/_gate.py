@@ -8,10 +8,11 @@ it then runs only after ``Gate.enter``:
   is, inside one of its callbacks, job functions or log functions
   (``pygear.ERROR`` at once: libgearman is not re-entrant);
 - the object's lock is held (calls from several threads take turns);
-- the thread's signals are blocked (pygear/_signals.py) before any C call
-  that may call back into Python (``shield``): a batch's run, a worker's
-  work, anything on a handle with a log function.  ``do*`` calls need not:
-  no Python runs inside C for them (_events.pausers).
+- in the main thread, the only one where Python runs signal handlers, the
+  signals are blocked (pygear/_signals.py) from before the lock is taken
+  until after it is given back: no KeyboardInterrupt can land between two
+  steps of pygear's own code, or inside C, only between wait slices
+  (pygear/_wait.py) and in user code that C calls (``run_unblocked``).
 
 Setters (``@setting``) take the lock too, except from inside a callback,
 where the running call holds it: they change only pygear's settings record,
@@ -27,7 +28,6 @@ object; nothing is freed while C still uses it.
 from __future__ import annotations
 
 import functools
-import platform
 import threading
 import weakref
 from typing import Any, Callable, Optional, TypeVar, cast
@@ -37,8 +37,8 @@ from .errors import ERROR
 
 F = TypeVar("F", bound=Callable[..., Any])
 _get_ident = threading.get_ident
-
-_ALWAYS_SHIELD = platform.python_implementation() != "CPython"
+_main = _signals.main
+_TURN_SLICE = 0.05   # s: how often a main thread waiting for its turn lets Ctrl-C in
 
 # How long close() from another thread waits for a blocked call to notice
 # (it looks once per wait slice, 50 ms) before leaving the freeing to it.
@@ -49,7 +49,7 @@ class Gate:
     """Who may use one pygear object's C handles, and when."""
 
     __slots__ = ("_lock", "owner", "kind", "closed", "close_requested", "close_deferred",
-                 "closing", "_free", "parked", "send_lock", "token", "shield_all")
+                 "closing", "_free", "parked", "send_lock", "token")
 
     def __init__(self, kind: str, free: Callable[[], None]) -> None:
         self._lock = threading.Lock()
@@ -68,56 +68,35 @@ class Gate:
         # helper thread), one at a time under ``send_lock``.
         self.parked = False
         self.send_lock = threading.Lock()
-        # Whether this call blocked the thread's signals (None: it did not;
-        # False: it did; True: an outer call had already).
+        # What _signals.block() said for the running call (None: no call).
         self.token: Optional[bool] = None
-        # Every call shields: a C handle of this object has a log function
-        # (Python that C may call anywhere), or ctypes callbacks are Python
-        # themselves (PyPy).
-        self.shield_all = _ALWAYS_SHIELD
 
     # --- calls -------------------------------------------------------------
-    def enter(self, shield: bool = False) -> None:
-        """Start a call (pair it with ``leave`` in a finally); ``shield``:
-        the call will run C that calls back into Python (``shield()``)."""
-        if not self._lock.acquire(False):
-            self._wait_turn()            # another thread's call, or re-entry
-        if self.closed:
-            self._lock.release()
-            raise self.closed_error()
-        self.owner = _get_ident()
-        if shield or self.shield_all:
-            try:
-                self.shield()
-            except BaseException:   # a signal that was already pending raises here
-                self.owner = None
+    def enter(self) -> None:
+        """Start a call (pair it with ``leave`` in a finally)."""
+        me = _get_ident()
+        if self.owner == me:
+            raise self.reentry_error()   # inside a callback: nothing taken yet
+        token = _signals.block()         # a signal already pending raises here
+        try:
+            if not self._lock.acquire(False):
+                self._wait_turn(token)
+            if self.closed:
                 self._lock.release()
-                raise
+                raise self.closed_error()
+        except BaseException:
+            _signals.restore(token)
+            raise
+        self.owner = me
+        self.token = token
 
-    def _wait_turn(self) -> None:
-        if self.owner == _get_ident():
-            raise self.reentry_error()
-        self._lock.acquire()
-
-    def shield(self) -> None:
-        """Block the calling thread's signals for the rest of this call:
-        before any C call that may call back into Python (pygear/_signals.py).
-        A signal already pending has its handler run (and raise) here."""
-        if self.token is None:
-            # _signals.block(), inlined: this runs on hot paths
-            state = _signals.threads.get(self.owner) or _signals.mine()   # type: ignore[arg-type]
-            if state.blocked:
-                self.token = True
-                return
-            self.token = False
-            state.blocked = True
-            try:
-                _signals.mask(_signals.BLOCK, _signals.ALL_REF, state.saved_ref)
-            except BaseException:
-                _signals.mask(_signals.SETMASK, state.saved_ref, None)
-                state.blocked = False
-                self.token = None
-                raise
+    def _wait_turn(self, token: bool) -> None:
+        """Another thread's call: wait for it, Ctrl-C let in meanwhile."""
+        if token:
+            self._lock.acquire()         # not blocked here: interruptible as it is
+            return
+        while not self._lock.acquire(timeout=_TURN_SLICE):
+            _signals.let_in()
 
     def leave(self) -> None:
         """End a call: a close() asked for meanwhile is done now; pending
@@ -130,13 +109,12 @@ class Gate:
                 self.closing = False
                 self.leave()
             return
-        me, token = self.owner, self.token
+        token = self.token
         self.owner = self.token = None
         self._lock.release()
         if token is False:   # _signals.restore(), inlined; pending signals raise here
-            state = _signals.threads[me]   # type: ignore[index]
-            state.blocked = False
-            _signals.mask(_signals.SETMASK, state.saved_ref, None)
+            _main.blocked = False
+            _signals.mask(_signals.SETMASK, _main.saved_ref, None)
 
     def inside(self) -> bool:
         """Whether the calling thread is inside a call on this object."""
@@ -153,20 +131,12 @@ class Gate:
 
     # --- settings ------------------------------------------------------------
     def acquire_for_setting(self) -> bool:
-        """For a setter: True when the lock was taken (release it), False
-        from inside a callback, where the running call holds it."""
+        """For a setter: True when it entered (``leave`` after it), False
+        from inside a callback, where the running call holds the lock."""
         if self.owner == _get_ident():
             return False
-        if self.closed:
-            raise self.closed_error()
-        self._lock.acquire()
-        if self.closed:
-            self._lock.release()
-            raise self.closed_error()
+        self.enter()
         return True
-
-    def release_setting(self) -> None:
-        self._lock.release()
 
     # --- closing -------------------------------------------------------------
     def close(self) -> None:
@@ -177,13 +147,17 @@ class Gate:
             self.close_deferred = self.closing = True   # inside a callback: done by leave()
             return
         self.close_requested = self.closing = True
-        if not self._lock.acquire(timeout=_CLOSE_WAIT):
-            return                    # the owner is in user code: leave() frees
+        token = _signals.block()
         try:
-            if not self.closed:
-                self._close_now()
+            if not self._lock.acquire(timeout=_CLOSE_WAIT):
+                return                # the owner is in user code: leave() frees
+            try:
+                if not self.closed:
+                    self._close_now()
+            finally:
+                self._lock.release()
         finally:
-            self._lock.release()
+            _signals.restore(token)
 
     def _close_now(self) -> None:
         self.closed = True
@@ -225,5 +199,5 @@ def setting(method: F) -> F:
             return method(self, *args, **kwargs)
         finally:
             if locked:
-                gate.release_setting()
+                gate.leave()
     return cast(F, call)

@@ -296,9 +296,13 @@ def send(worker: "Worker", job: Job, c_fn: Callable[..., int], what: str,
          args: Tuple[Any, ...]) -> None:
     gate = worker._gate
     if gate.parked and job is worker._current:
-        with gate.send_lock:
-            if gate.parked:
-                return _send_now(worker, job, c_fn, what, args)
+        token = _signals.block()   # the main thread sending for a job run in another
+        try:
+            with gate.send_lock:
+                if gate.parked:
+                    return _send_now(worker, job, c_fn, what, args)
+        finally:
+            _signals.restore(token)
     if gate.inside():
         return _send_now(worker, job, c_fn, what, args)
     gate.enter()

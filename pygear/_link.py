@@ -108,8 +108,7 @@ class CClient:
             _lib.gearman_client_remove_servers(ptr)   # _workarounds.ENV_SERVERS
             _lib.gearman_client_add_options(ptr, _lib.CLIENT_NON_BLOCKING)
             _events.install(ptr, self.callbacks)
-            if _settings.apply_client(settings, ptr):
-                client._gate.shield_all = True   # its log function is Python, called from C
+            _settings.apply_client(settings, ptr)
             self.version = settings.version
             host, port = link.server
             rc = _lib.gearman_client_add_server(ptr, host.encode("utf-8"), port)

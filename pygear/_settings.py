@@ -98,7 +98,7 @@ class WorkerSettings(Settings):
         return other
 
 
-def _apply_common(settings: Settings, ptr: Any, kind: str) -> bool:
+def _apply_common(settings: Settings, ptr: Any, kind: str) -> None:
     """What Client and Worker handles share: libgearman names the calls
     alike (gearman_client_* / gearman_worker_*)."""
     if settings.identifier:
@@ -111,13 +111,11 @@ def _apply_common(settings: Settings, ptr: Any, kind: str) -> bool:
             ptr, _log.LOG_TRAMPOLINE, key, _log.c_verbosity(settings.log_verbose))
     if settings.ssl is not None:
         getattr(_lib, "gearman_%s_set_ssl" % kind)(ptr, True, *settings.ssl)
-    return key is not None
 
 
-def apply_client(settings: Settings, ptr: Any) -> bool:
-    """Everything the record says, on a fresh C client; True when it got a
-    log function (Python that C calls: its calls must then be shielded)."""
-    return _apply_common(settings, ptr, "client")
+def apply_client(settings: Settings, ptr: Any) -> None:
+    """Everything the record says, on a fresh C client."""
+    _apply_common(settings, ptr, "client")
 
 
 def apply_worker(settings: WorkerSettings, ptr: Any) -> None:

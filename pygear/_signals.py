@@ -1,35 +1,40 @@
-"""Signals are blocked at the OS level while libgearman runs.
+"""Signals are blocked at the OS level while pygear runs in the main thread.
 
-libgearman calls back into Python (task events, job functions, log lines).
-A Python signal handler (Ctrl-C's KeyboardInterrupt, a user's SIGTERM or
-SIGALRM handler) runs at the next bytecode boundary of the main thread, so
-one arriving while C is on the stack would raise inside a callback, possibly
-before its ``try:``, and libgearman would be handed an unset return value.
-No ``try`` can close that window; blocking the signals can.  While a thread
-is inside a pygear call its asynchronous signals are blocked
-(``pthread_sigmask``), so the kernel keeps them pending; the one wait loop
-(pygear/_wait.py) lets them in between slices, where Python runs the handler
-at a point where pygear's state is consistent, and the call ends (at the
-latest when it returns) with the handler's exception.
+CPython (and PyPy) run a Python signal handler (Ctrl-C's KeyboardInterrupt,
+a user's SIGTERM or SIGALRM handler) in the main thread only, at the next
+bytecode boundary.  One arriving while libgearman is on the stack would
+raise inside a callback, possibly before its ``try:``, and libgearman would
+be handed an unset return value; one arriving just after the object's lock
+was taken would leave it taken for good.  No ``try`` can close those
+windows; blocking the signals can.  So every pygear call made by the main
+thread blocks its asynchronous signals (``pthread_sigmask``) before it takes
+the object's lock and restores them after it let go of it (pygear/_gate.py);
+the kernel keeps them pending meanwhile.  The one wait loop
+(pygear/_wait.py) lets them in between slices, where Python runs the
+handler at a point where pygear's state is consistent, and the call ends
+with the handler's exception.  Other threads never run signal handlers:
+their calls need nothing of this, and pay nothing for it.
 
-User code that C calls runs with the caller's own mask again
+User code that C calls runs with the thread's own mask again
 (``run_unblocked``): a job function or a task callback may be interrupted as
 any Python code may, while pygear's own frames around it never are.
 
-Only the thread's own mask changes, and only for the length of a pygear
-call.  Synchronous fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT,
-SIGTRAP) are never blocked: blocking them hides nothing and would defeat
-faulthandler.  A signal the kernel delivers to another thread of the process
-that does not block it still trips Python's handler flag; threads pygear
+Only the main thread's own mask changes, and only for the length of a
+pygear call.  Synchronous fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+SIGABRT, SIGTRAP) are never blocked: blocking them hides nothing and would
+defeat faulthandler.  A signal the kernel delivers to another thread of the
+process that does not block it still trips Python's handler flag, and the
+main thread then raises at its next bytecode boundary; threads pygear
 starts block every signal, and a program whose own threads must not take
 signals should block them there (``signal.pthread_sigmask``).
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from ctypes import byref
-from typing import Any, Callable, Dict, TypeVar
+from typing import Any, Callable, TypeVar
 
 from . import _lib
 
@@ -49,65 +54,64 @@ _mask = mask = _lib.pthread_sigmask
 _BLOCK, _SETMASK = BLOCK, SETMASK = _lib.SIG_BLOCK, _lib.SIG_SETMASK
 
 
-class _Thread:
-    """One thread's state: whether pygear has its signals blocked, and the
-    mask it had before (the one user code runs with)."""
+class _MainThread:
+    """The main thread's state: whether pygear has its signals blocked, and
+    the mask it had before (the one user code runs with)."""
 
-    __slots__ = ("blocked", "saved", "saved_ref")
+    __slots__ = ("ident", "blocked", "saved", "saved_ref")
 
     def __init__(self) -> None:
+        self.ident = threading.main_thread().ident
         self.blocked = False
         self.saved = _lib.sigset_t()
         self.saved_ref = byref(self.saved)
 
 
-# By thread ident (a dict lookup is the cheapest per-thread state: this runs
-# on every call).  An ident a finished thread leaves is reused by the next
-# thread, whose state is then as that one left it: not blocked.
-_threads: Dict[int, _Thread] = {}
-threads = _threads          # for the Gate, which inlines block() and restore()
+main = _MainThread()
 _get_ident = threading.get_ident
 
 
-def mine() -> _Thread:
-    ident = _get_ident()
-    state = _threads.get(ident)
-    if state is None:
-        state = _threads[ident] = _Thread()
-    return state
+def _after_fork() -> None:
+    # the forking thread is the child's main thread (threading does the same)
+    main.ident = _get_ident()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def block() -> bool:
-    """Block this thread's asynchronous signals.  Returns whether they were
-    blocked already (pass it to ``restore``): pygear calls nest when a
-    callback of one object uses another.  A signal already pending has its
-    handler run (and raise) as this returns, before any C call."""
-    state = _threads.get(_get_ident()) or mine()
-    if state.blocked:
+    """In the main thread, block its asynchronous signals.  Returns whether
+    nothing was to be done (another thread, or blocked already: pygear
+    calls nest when a callback of one object uses another); pass it to
+    ``restore``.  A signal already pending has its handler run (and raise)
+    as this returns, with the mask as it was."""
+    if _get_ident() != main.ident or main.blocked:
         return True
-    _mask(_BLOCK, _ALL_REF, state.saved_ref)
-    state.blocked = True
+    main.blocked = True
+    try:
+        _mask(_BLOCK, _ALL_REF, main.saved_ref)
+    except BaseException:
+        _mask(_SETMASK, main.saved_ref, None)
+        main.blocked = False
+        raise
     return False
 
 
-def restore(was_blocked: bool) -> None:
-    """Undo ``block``: the thread's own mask again, unless an outer call
-    still has the signals blocked.  A pending signal's handler runs as the
-    mask call returns (CPython checks for signals right after a C call
-    returns; checked on 3.9 to 3.13), that is here, where pygear expects it."""
-    if not was_blocked:
-        state = _threads[_get_ident()]
-        state.blocked = False
-        _mask(_SETMASK, state.saved_ref, None)
+def restore(nothing_done: bool) -> None:
+    """Undo ``block``.  A pending signal's handler runs as the mask call
+    returns (CPython checks for signals right after a C call returns;
+    checked on 3.9 to 3.13), that is here, where pygear expects it."""
+    if not nothing_done:
+        main.blocked = False
+        _mask(_SETMASK, main.saved_ref, None)
 
 
 def let_in() -> None:
     """Between two slices of a blocking call: deliver what is pending (its
     handler runs, and may raise, here) and block again."""
-    state = _threads.get(_get_ident())
-    if state is not None and state.blocked:
+    if main.blocked and _get_ident() == main.ident:
         try:
-            _mask(_SETMASK, state.saved_ref, None)
+            _mask(_SETMASK, main.saved_ref, None)
         finally:
             _mask(_BLOCK, _ALL_REF, None)
 
@@ -116,16 +120,15 @@ def run_unblocked(fn: Callable[..., T], *args: Any) -> T:
     """Run user code that C called with the thread's own signal mask, and
     block again before pygear's code goes on.  The caller must already be
     inside a ``try`` that catches what ``fn`` (or a signal handler) raises."""
-    state = _threads.get(_get_ident())
-    if state is None or not state.blocked:
+    if not main.blocked or _get_ident() != main.ident:
         return fn(*args)
-    state.blocked = False
+    main.blocked = False
     try:
-        _mask(_SETMASK, state.saved_ref, None)
+        _mask(_SETMASK, main.saved_ref, None)
         return fn(*args)
     finally:
         _mask(_BLOCK, _ALL_REF, None)   # a signal that came as fn returned raises here,
-        state.blocked = True            # inside the caller's try
+        main.blocked = True             # inside the caller's try
 
 
 def block_forever() -> None:

@@ -107,7 +107,6 @@ class TaskBook:
     def run(self, client: "Client", deadline: Deadline, one_pass: bool) -> None:
         """``run_tasks``: until every task ended (``one_pass``: send what can
         be sent, handle what has arrived, and return)."""
-        client._gate.shield()       # the task callbacks are Python that C calls
         try:
             while self.waiting or self.live:
                 self._place(client, deadline)
@@ -180,12 +179,22 @@ class TaskBook:
         if task._key is not None or task._status_of is not None:
             candidates = candidates[:1]       # its own server, or wait for room there
             if task._status_of is not None and candidates and \
-                    (candidates[0], task._status_of) in self._asking:
-                return None                   # after the same question there ends
+                    not self._may_ask(candidates[0], task._status_of):
+                return None
         for link in candidates:
             if link.live < WINDOW:
                 return link
         return None
+
+    def _may_ask(self, link: Link, handle: bytes) -> bool:
+        """Whether a status task may go into ``link``'s C client now: not
+        beside the same question (_workarounds.STATUS_TO_FIRST_TASK), nor
+        beside a job still waiting for its JOB_CREATED
+        (_workarounds.STATUS_TAKES_JOB_CREATED).  Both wait one round trip."""
+        if (link, handle) in self._asking:
+            return False
+        return not any(t._link is link and t._status_of is None and not t._handle
+                       for t in self.live.values())
 
     def _submit(self, client: "Client", cc: CClient, task: Task) -> None:
         if task._status_of is not None:
@@ -273,7 +282,6 @@ class TaskBook:
 
     def wait(self, client: "Client", deadline: Deadline) -> None:
         """``Client.wait`` in non-blocking mode: one wait for I/O."""
-        client._gate.shield()
         busy = [link.batch for link in client._links
                 if link.live and link.batch is not None and link.batch.ptr]
         if busy:

@@ -157,6 +157,14 @@ STATUS_TO_FIRST_TASK = _add(
     "seen, in C too (gearman_client_add_task_status twice, then run_tasks: TIMEOUT)",
     "one status task per handle per server in C at a time; the next waits in Python",
     "_taskbook.TaskBook._choose")
+STATUS_TAKES_JOB_CREATED = _add(
+    "STATUS_TAKES_JOB_CREATED",
+    "a status task added after a job task, before the connection's first JOB_CREATED, "
+    "takes that JOB_CREATED (status tasks keep created_id 0 and are matched first): the "
+    "job task never ends",
+    "seen; checked in libgearman/client.cc (JOB_CREATED is matched by created_id) and run.cc",
+    "a status task waits in Python while a job task on its server has no handle yet",
+    "_taskbook.TaskBook._may_ask")
 EMPTY_WORKLOAD = _add(
     "EMPTY_WORKLOAD",
     "a non-NULL workload pointer with size 0 is refused (INVALID_ARGUMENT)",

@@ -64,6 +64,10 @@ class Worker(Owner):
         self._turn = itertools.count()
         self._current: Optional[Job] = None             # the job its function runs
         self._deadline = NEVER                          # the running call's
+        # A job grab_job() took as a Ctrl-C was pending: the KeyboardInterrupt
+        # is raised as the call leaves, so the job waits here for the next
+        # grab_job() instead of staying assigned to us, unseen, until close.
+        self._handed_back: Optional[Job] = None
         self._setup(_settings.WorkerSettings(), servers)
         self._servers: List[WorkerServer] = self._servers_of
 
@@ -266,7 +270,7 @@ class Worker(Owner):
         """Take one job from any server and run its function; True once done.
         Raises pygear.TIMEOUT when no job came within the timeout."""
         gate = self._gate
-        gate.enter(shield=True)     # the job function is Python that C calls
+        gate.enter()
         try:
             timeout = self._settings.timeout
             return self._work(NEVER if timeout < 0 else Deadline(timeout))
@@ -359,10 +363,27 @@ class Worker(Owner):
                 return WAITING
 
     # --- manual mode -------------------------------------------------------------------------
-    @entry
     def grab_job(self) -> Job:
         """Wait for one job and hand it over; finish it yourself with
-        job.send_complete / send_fail / send_exception."""
+        job.send_complete / send_fail / send_exception.  A Ctrl-C that
+        lands as a job is taken raises KeyboardInterrupt and keeps the job
+        for the next grab_job() (close() gives it back to the server)."""
+        gate = self._gate
+        gate.enter()
+        job: Optional[Job] = None
+        try:
+            job, self._handed_back = self._handed_back, None
+            if job is None or job._ptr is None:
+                job = self._grab()
+        finally:
+            try:
+                gate.leave()
+            except BaseException:
+                self._handed_back = job
+                raise
+        return job
+
+    def _grab(self) -> Job:
         if not self._servers:
             raise self._record(error_for(RETURN_CODES["NO_SERVERS"],
                                          "grab_job failed: no job server was given"))
@@ -443,7 +464,7 @@ class Worker(Owner):
         done = 0
         stop = getattr(until, "is_set", until)
         while stop is None or not stop():
-            self._gate.enter(shield=True)
+            self._gate.enter()
             try:
                 ran = self._serve_once(stop)
             except GearmanError as exc:

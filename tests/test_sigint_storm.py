@@ -19,15 +19,7 @@ from pygear.testing import unique_name
 
 from .faultkit import Child, Interrupts, assert_clean, calling, emit, serve_echo, sigint_storm
 
-pytestmark = [
-    pytest.mark.timeout(90),
-    # not strict: the storm hits the window in about half the runs
-    pytest.mark.xfail(strict=False, reason=(
-        "Gate.enter takes the object's lock before it blocks signals: a KeyboardInterrupt "
-        "raised right after the acquire (at the call's eval-breaker check) leaves the lock "
-        "taken, and the next call on the object waits forever; likewise "
-        "Gate.acquire_for_setting (reported to the lead)")),
-]
+pytestmark = pytest.mark.timeout(90)
 
 STORM_SECONDS = 3.0
 

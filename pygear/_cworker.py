@@ -57,6 +57,9 @@ def _on_job(job_ptr: int, context: int, result_size: int, ret_ptr: int) -> int:
         if worker is None or cw is None:
             _lib.gearman_job_send_fail(job_ptr)
             return 0
+        watch = cw.watch
+        if watch is not None and watch.unadopted:
+            cw.adopt()   # a new connection's first job: watched and widened before it replies
         if not _job.run(worker, job_ptr, name, cw):
             c_int.from_address(ret_ptr).value = LOST_CONNECTION
     except BaseException as exc:   # nothing may cross the C frame
@@ -118,6 +121,14 @@ class CWorker:
         except BaseException:
             self.free()
             raise
+
+    def adopt(self) -> None:
+        """Once its connection is up: find its socket (pygear/_sockets.py)
+        for the watchdog and the poll, and widen its buffers."""
+        watch = self.watch
+        if watch is not None and watch.unadopted:
+            watch.adopt()
+            self.watched.fd = watch.fd
 
     def set_timeout(self, ms: int) -> None:
         if ms != self.c_timeout:

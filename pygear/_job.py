@@ -36,7 +36,17 @@ if TYPE_CHECKING:
     from .worker import Worker
 
 SUCCESS = RETURN_CODES["SUCCESS"]
+# a reply that failed with these never reached the server, which requeues the job
+_CONNECTION_LOST = frozenset(RETURN_CODES[n] for n in ("LOST_CONNECTION", "ERRNO", "TIMEOUT"))
 log = logging.getLogger("pygear")
+
+
+class ReplyLost(Exception):
+    """Not raised: says to the worker that a reply never reached its server
+    (the watchdog cut a stalled connection), which hands the job on."""
+
+
+REPLY_LOST = ReplyLost("the reply could not be sent")
 
 
 def _text(raw: Optional[bytes]) -> Optional[str]:
@@ -222,7 +232,7 @@ def run(worker: "Worker", job_ptr: int, name: str, cw: "CWorker") -> bool:
         try:
             result = _signals.run_unblocked(fn, job)
         except Exception as exc:
-            _unpark(gate, watched)
+            _unpark(gate, watched, settings.timeout)
             outcome = "exception"
             log.warning("job function %r raised on job %s", name, job.handle(), exc_info=exc)
             if not job._finished:
@@ -230,7 +240,7 @@ def run(worker: "Worker", job_ptr: int, name: str, cw: "CWorker") -> bool:
             return True
         except BaseException as exc:
             # Ctrl-C, SystemExit: the worker stops, the job goes back.
-            _unpark(gate, watched)
+            _unpark(gate, watched, settings.timeout)
             outcome = "given back"      # not an outcome: the job runs again elsewhere
             if worker._pending is None:
                 worker._pending = exc
@@ -239,7 +249,7 @@ def run(worker: "Worker", job_ptr: int, name: str, cw: "CWorker") -> bool:
         send_lock.acquire()
         gate.parked = False
         send_lock.release()
-        watched.since = _monotonic()
+        _watch_reply(watched, settings.timeout)
         if job._finished:
             return True
         serializer = settings.serializer
@@ -253,6 +263,11 @@ def run(worker: "Worker", job_ptr: int, name: str, cw: "CWorker") -> bool:
                 job._send_report(exc)
                 return True
         rc = _lib.gearman_job_send_complete(job_ptr, reply or None, len(reply))
+        if rc in _CONNECTION_LOST:
+            outcome = "given back"  # the connection is gone: gearmand hands the job on
+            if worker._pending is None:
+                worker._pending = REPLY_LOST
+            return False
         if rc != SUCCESS:
             raise error_for(rc, "job %s: send_complete failed: %s"
                             % (job.handle(), _lib.strerror(rc)))
@@ -286,10 +301,20 @@ _getrefcount = getattr(sys, "getrefcount", None)
 _monotonic = time.monotonic
 
 
-def _unpark(gate: Any, watched: Any) -> None:
+def _unpark(gate: Any, watched: Any, timeout_ms: int) -> None:
     with gate.send_lock:        # a helper thread's send finishes first
         gate.parked = False
-    watched.since = _monotonic()
+    _watch_reply(watched, timeout_ms)
+
+
+def _watch_reply(watched: Any, timeout_ms: int) -> None:
+    """pygear's code again, after the job function: the reply gets the
+    worker's timeout (at least a second) from now.  The function's own
+    time is no fault of the server's; without this, a job that ran past
+    work()'s deadline had its reply cut by the watchdog (pygear/_stuck.py)."""
+    now = watched.since = _monotonic()
+    if watched.deadline is not None:
+        watched.deadline = max(watched.deadline, now + max(timeout_ms, 1000) / 1000.0)
 
 
 def send(worker: "Worker", job: Job, c_fn: Callable[..., int], what: str,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
 import threading
 import time
 import weakref
@@ -78,6 +79,9 @@ def _shut(fd: int) -> None:
     except OSError:
         return
     try:
+        # no lingering over what the server never read: libgearman's own
+        # close() would otherwise wait up to its SO_LINGER time
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass

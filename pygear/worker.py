@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from . import _args, _lib, _settings
 from ._gate import entry, setting
 from ._owner import Owner, Servers
-from ._job import Job, WorkloadError
+from ._job import REPLY_LOST, Job, WorkloadError
 from ._link import SERVER_FAILURES
 from ._cworker import BACKOFF_MAX, CWorker, WorkerServer
 from ._probe import Probe
@@ -243,11 +243,11 @@ class Worker(Owner):
 
     def _after_work(self, server: WorkerServer, cw: CWorker, rc: int) -> Any:
         """Whatever else a gearman_worker_work call ended with."""
-        if cw.watch is not None and cw.watch.unadopted:
-            cw.watch.adopt()
-            watched_fd = cw.watch.fd
-            cw.watched.fd = watched_fd
+        cw.adopt()
         pending, self._pending = self._pending, None
+        if pending is REPLY_LOST:
+            server.drop("its server stopped reading a job's reply; the job goes to another worker")
+            return WAITING       # the deadline decides (TIMEOUT), as for any lost connection
         if pending is not None:
             server.drop()        # the job was given back with the connection
             raise pending
@@ -411,9 +411,7 @@ class Worker(Owner):
                 ptr = _lib.gearman_worker_grab_job(cw.ptr, None, byref(rc))
             finally:
                 watched.since = None
-            if cw.watch is not None and cw.watch.unadopted:
-                cw.watch.adopt()
-                watched.fd = cw.watch.fd
+            cw.adopt()
             if ptr and ptr.value is not None:
                 cw.after_job = True
                 job = Job(self, cw, ptr)

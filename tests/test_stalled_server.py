@@ -50,11 +50,6 @@ def stalled_child(what, address, timeout_ms, fn):
             break
 
 
-NOT_WATCHED = pytest.mark.xfail(strict=True, reason=(
-    "a C worker's first gearman_worker_work() is not watched (_stuck.watch gets fd None "
-    "until the socket is adopted after the call), the watchdog's shutdown leaves "
-    "libgearman's close() lingering 10 s (SO_LINGER) over the unread result, and the "
-    "failed reply is raised as LOST_CONNECTION: work() hangs (reported to the lead)"))
 RESUMED_READ = pytest.mark.xfail(strict=True, reason=(
     "pygear lets gearman_worker_work() time out after each wait slice; libgearman then drops "
     "a half-read JOB_ASSIGN (worker.cc, GRAB_JOB_RECV: job(NULL)) while its connection "
@@ -74,8 +69,7 @@ STALLS = {
     "client echo": ("silent", None, "ignored ECHO_REQ"),
     "worker echo": ("silent", None, "ignored ECHO_REQ"),
 }
-MARKS = {"work, assignment stops in the workload": RESUMED_READ,
-         "work, result unread": NOT_WATCHED}
+MARKS = {"work, assignment stops in the workload": RESUMED_READ}
 CASES = [pytest.param(what, marks=MARKS[what]) if what in MARKS else what for what in STALLS]
 
 

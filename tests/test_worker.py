@@ -411,3 +411,30 @@ def test_wait_returns_when_idle(worker):
     start = time.monotonic()
     worker.wait()
     assert time.monotonic() - start < 1.0
+
+
+def test_a_job_longer_than_the_work_timeout_still_replies(worker, gearmand):
+    """The work() timeout bounds the wait for a job, not the job: a function
+    that runs past it still gets its result to the client (the stalled-server
+    watchdog must not count the function's time against the reply)."""
+    name = unique_name("long")
+    worker.set_timeout(200)
+    big = "x" * (16 << 20)          # a reply that takes a while to send
+    runs = []
+
+    def slow(job):
+        runs.append(job.workload())
+        time.sleep(float(job.workload()))
+        return big
+    worker.add_function(name, slow)
+    for seconds in ("0", "0.8", "0.8"):   # the first job connects; the others are watched
+        sub = Submit(gearmand, name, seconds)
+        deadline = time.monotonic() + 10
+        done = None
+        while not done and time.monotonic() < deadline:
+            try:
+                done = worker.work()
+            except pygear.TIMEOUT:
+                pass
+        assert sub.result(timeout=30) == big, seconds
+    assert runs == ["0", "0.8", "0.8"], "a reply was cut and its job ran again"

@@ -60,6 +60,9 @@ class TaskBook:
         # (server, handle) of each status task in C: libgearman gives a
         # handle's STATUS_RES to the first only (_workarounds.STATUS_TO_FIRST_TASK)
         self._asking: set = set()
+        # (server, function, unique) of each foreground job with a key in C:
+        # a second one beside it never completes (_workarounds.SAME_UNIQUE_IN_ONE_CLIENT)
+        self._keyed: set = set()
         self.waiting: Deque[Task] = deque()
         self.live: Dict[int, Task] = {}
         self._ended: List[Task] = []
@@ -181,6 +184,9 @@ class TaskBook:
             if task._status_of is not None and candidates and \
                     not self._may_ask(candidates[0], task._status_of):
                 return None
+            if task._key is not None and not task._background and candidates and \
+                    (candidates[0], task._fn, task._uq) in self._keyed:
+                return None                   # after the first one ended
         for link in candidates:
             if link.live < WINDOW:
                 return link
@@ -211,6 +217,8 @@ class TaskBook:
         task._server = cc.link.name
         if task._status_of is not None:
             self._asking.add((cc.link, task._status_of))
+        elif task._key is not None and not task._background:
+            self._keyed.add((cc.link, task._fn, task._uq))
         task._state = "submitted"
         self.live[addr] = task
         LIVE[addr] = task
@@ -307,7 +315,9 @@ class TaskBook:
             _lib.gearman_task_free(addr)
             if task._status_of is not None:
                 self._asking.discard((task._link, task._status_of))
-            elif task._handle:
+            elif task._key is not None:
+                self._keyed.discard((task._link, task._fn, task._uq))
+            if task._status_of is None and task._handle:
                 self._issuers.issued(task._handle, task._link)
 
     def requeue(self, link: Link) -> None:
@@ -322,6 +332,7 @@ class TaskBook:
             LIVE.pop(addr, None)
             task._addr = None
             self._asking.discard((link, task._status_of))
+            self._keyed.discard((link, task._fn, task._uq))
             if task._state == "finished":
                 continue
             if task._background and task._handle and c_task_done(addr):
@@ -345,3 +356,4 @@ class TaskBook:
         self.live.clear()
         self.waiting.clear()
         self._asking.clear()
+        self._keyed.clear()

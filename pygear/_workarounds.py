@@ -165,6 +165,15 @@ STATUS_TAKES_JOB_CREATED = _add(
     "seen; checked in libgearman/client.cc (JOB_CREATED is matched by created_id) and run.cc",
     "a status task waits in Python while a job task on its server has no handle yet",
     "_taskbook.TaskBook._may_ask")
+SAME_UNIQUE_IN_ONE_CLIENT = _add(
+    "SAME_UNIQUE_IN_ONE_CLIENT",
+    "two foreground tasks with the same function and unique key in one C client: gearmand "
+    "gives both the same job handle and libgearman ends only one of them; the other waits "
+    "forever (run_tasks hangs, or times out)",
+    "seen (libgearman 1.1.20, gearmand 1.1.20)",
+    "a keyed foreground task waits in Python while one with its function and key is in C "
+    "on its server; it is sent once that one ended",
+    "_taskbook.TaskBook._choose")
 EMPTY_WORKLOAD = _add(
     "EMPTY_WORKLOAD",
     "a non-NULL workload pointer with size 0 is refused (INVALID_ARGUMENT)",

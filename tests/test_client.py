@@ -427,6 +427,17 @@ def test_task_answers_after_client_closed(gearmand, fn):
     assert never_run.returncode() in ("UNKNOWN_STATE", "SUCCESS")
 
 
+def test_tasks_with_the_same_unique_key_in_one_batch_all_end(client, fn):
+    """libgearman ends only one of two same-key foreground tasks in one C
+    client (_workarounds.SAME_UNIQUE_IN_ONE_CLIENT); pygear sends the second
+    once the first ended, so every task gets its own answer."""
+    client.set_timeout(10000)
+    tasks = [client.add_task(fn["echo"], "same-%d" % i, unique="one key") for i in range(3)]
+    tasks.append(client.add_task(fn["echo"], "other", unique="another key"))
+    client.run_tasks()
+    assert [t.result() for t in tasks] == ["same-0", "same-1", "same-2", "other"]
+
+
 def test_run_tasks_timeout(client, fn):
     client.set_timeout(200)
     client.add_task(fn["sleepy"], "2")

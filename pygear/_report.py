@@ -12,7 +12,9 @@ as JSON text where that serializer cannot encode a dict (RAW).
 from __future__ import annotations
 
 import json
+import os
 import traceback
+from types import TracebackType
 from typing import Any, Dict, List, Optional
 
 from .serializers import JSON, RAW, decode, encode
@@ -28,7 +30,19 @@ def build(exc: BaseException) -> Dict[str, Any]:
         except (TypeError, ValueError):
             args.append(repr(arg))
     return {"type": type(exc).__name__, "message": str(exc), "args": args,
-            "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)}
+            "traceback": traceback.format_exception(type(exc), exc, _user_frames(exc.__traceback__))}
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _user_frames(tb: Optional[TracebackType]) -> Optional[TracebackType]:
+    """The traceback from the first frame outside pygear: the frames that
+    call the job function are pygear's, and say nothing about the job."""
+    while tb is not None and tb.tb_next is not None and \
+            os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE):
+        tb = tb.tb_next
+    return tb
 
 
 def encode_report(serializer: Any, report: Dict[str, Any]) -> bytes:

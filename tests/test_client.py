@@ -57,6 +57,8 @@ def test_worker_exception_raises_work_exception_with_report(client, fn):
     assert report["args"] == ["I can't spell backwards!", 42]
     assert "I can't spell backwards!" in report["message"]
     assert any("boom" in line for line in report["traceback"])
+    # the frames that called the job function are pygear's: left out
+    assert not any("_signals.py" in line or "_job.py" in line for line in report["traceback"])
     assert isinstance(info.value, pygear.GearmanError)
     assert info.value.name == "WORK_EXCEPTION"
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import resource
 import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 
@@ -26,9 +28,9 @@ import pygear
 from pygear import aio
 from pygear.testing import unique_name
 
-from .faultkit import (Child, ClusterWorkers, HeldJob, ServingThread, WorkerProc, calling,
-                       dead_port, describe, emit, json_lines, queued_on, rss_bytes, split_address,
-                       wait_workers)
+from .faultkit import (ROOT, Child, ClusterWorkers, HeldJob, ServingThread, WorkerProc, calling,
+                       child_env, dead_port, describe, emit, json_lines, queued_on, rss_bytes,
+                       split_address, stop_process, wait_workers)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -835,3 +837,48 @@ def test_ctrl_c_ends_asyncio_run_promptly(gearmand, echo, inprocess):
     assert done.returncode in (-signal.SIGINT, 130, 1), describe(done)
     assert lines[-1]["after"] < 0.5, lines[-1]               # ~100 ms, on loaded cores
     assert took < 1.0, took
+
+
+# --- the README's examples --------------------------------------------------------------------------
+
+def readme_scripts():
+    """The Python blocks of the README's asyncio section, by the name on their first line."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    part = text[text.index("## asyncio: pygear.aio"):]
+    part = part[:part.index("\n## ", 1)]
+    return {code.splitlines()[0][2:].split(":")[0].strip(): code
+            for code in re.findall(r"```python\n(.*?)```", part, re.S)}
+
+
+def test_the_readme_examples_run(gearmand, tmp_path):
+    scripts = readme_scripts()
+    assert set(scripts) == {"aio_worker.py", "aio_client.py"}
+    queued = unique_name("thumbnail")
+    for name, code in scripts.items():
+        code = code.replace("localhost:4730", gearmand.address).replace('"thumbnail"',
+                                                                       repr(queued))
+        (tmp_path / name).write_text(code)
+    worker = subprocess.Popen([sys.executable, str(tmp_path / "aio_worker.py")],
+                              cwd=str(tmp_path), env=child_env(), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_workers(gearmand.host, gearmand.port, "reverse", 50)
+        out = subprocess.run([sys.executable, str(tmp_path / "aio_client.py")],
+                             cwd=str(tmp_path), env=child_env(), capture_output=True,
+                             text=True, timeout=40)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[:7] == ["olleh", "['eno', 'owt', 'eerht']", "resized photo.jpg",
+                             "Event(status, 1/2)", "Event(complete, 'cba')", str(QUEUED),
+                             "gave up"], lines
+        assert "reverse 0 0 50" in lines[7:], lines
+        # the background job, and the abandoned one while gearmand has not yet
+        # seen that client's connection close
+        assert {"%s 1 0 0" % queued, "%s 2 0 0" % queued} & set(lines[7:]), lines
+        worker.send_signal(signal.SIGINT)                 # Ctrl-C ends it
+        worker.wait(5)
+        assert b"KeyboardInterrupt" in worker.stderr.read()
+    finally:
+        stop_process(worker)
+        worker.stderr.close()

@@ -55,6 +55,9 @@ SCENARIOS = [
     Scenario("do_1m", "client", "do", MIB, 10, 4, "sequential do, 1 MiB"),
     Scenario("worker_1m", "worker", "tasks", MIB, 10, 4, "worker: C client's batch, 1 MiB"),
 ]
+# Rows that bench/aio.py runs (its own contenders and reference): named
+# with --scenarios like the others, and part of a full run.
+AIO_ROWS = ["aio_client", "aio_worker"]
 BACKGROUND_FN = "bench_background"   # no worker: the jobs stay queued
 FLOOR = "libgearman's own call via ctypes"
 
@@ -380,12 +383,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__.split("\n\n")[0],
         epilog="Also: python -m bench.cluster (one client over three gearmands against one "
-        "over one, the spread, failover after a SIGKILL); python -m bench.inprocess "
+        "over one, the spread, failover after a SIGKILL); python -m bench.aio (the aio rows "
+        "alone); python -m bench.inprocess "
         "(pygear against libgearman's own calls, one process).  See BENCHMARKS.md.")
     parser.add_argument("--quick", action="store_true", help="fewer operations and rounds (~2 min)")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, quick 3)")
-    parser.add_argument("--scenarios", nargs="+", choices=[s.name for s in SCENARIOS],
-                        help="run only these scenarios")
+    parser.add_argument("--scenarios", nargs="+", choices=[s.name for s in SCENARIOS] + AIO_ROWS,
+                        help="run only these scenarios (aio_client, aio_worker: bench/aio.py)")
     parser.add_argument("--python", nargs="+",
                         help="interpreters for the pygear side (default: this one, and pypy3)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per run before giving up")
@@ -394,7 +398,22 @@ def main(argv=None) -> int:
                         help="also run the pygear of another checkout (e.g. a git worktree of "
                              "an older commit) as \"%s\", in the same rounds" % BASELINE)
     args = parser.parse_args(argv)
-    return run_suite(args)
+    wanted = args.scenarios or [s.name for s in SCENARIOS] + AIO_ROWS
+    aio_rows = [name for name in wanted if name in AIO_ROWS]
+    rc = 0
+    if len(aio_rows) < len(wanted):
+        if args.scenarios:
+            args.scenarios = [name for name in wanted if name not in AIO_ROWS]
+        rc = run_suite(args)
+    if aio_rows:
+        from bench import aio
+        extra = ["--quick"] if args.quick else []
+        extra += ["--rounds", str(args.rounds)] if args.rounds else []
+        if args.json and len(aio_rows) == len(wanted):
+            extra += ["--json", args.json]
+        rc = aio.main(["--rows"] + aio_rows + ["--timeout", str(args.timeout)] + extra,
+                      command="python -m bench " + " ".join(sys.argv[1:])) or rc
+    return rc
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``pygear.aio.Admin``: every Admin command, awaitable.
+"""``pygear.aio.Admin``: every Admin command, awaitable, with the same
+results (the commands that answer OK return True, as the blocking ones do).
 
 The admin protocol is a short request and reply over a plain socket; each
 command runs the blocking ``pygear.Admin`` in the loop's executor, one at
@@ -56,25 +57,27 @@ class Admin:
         """gearmand's log level."""
         return await self._call(self._admin.verbose)  # type: ignore[no-any-return]
 
-    async def maxqueue(self, function_name: str, max_queue_size: int) -> None:
+    async def maxqueue(self, function_name: str, max_queue_size: int) -> bool:
         """Cap a function's queue (gearmand ignores functions it does not know yet)."""
-        await self._call(self._admin.maxqueue, function_name, max_queue_size)
+        return await self._call(  # type: ignore[no-any-return]
+            self._admin.maxqueue, function_name, max_queue_size)
 
-    async def shutdown(self, graceful: bool = False) -> None:
+    async def shutdown(self, graceful: bool = False) -> bool:
         """Ask gearmand to stop (Debian's 1.1.20 refuses: pygear.ERROR)."""
-        await self._call(self._admin.shutdown, graceful)
+        return await self._call(self._admin.shutdown, graceful)  # type: ignore[no-any-return]
 
-    async def cancel_job(self, job_handle: str) -> None:
+    async def cancel_job(self, job_handle: str) -> bool:
         """Mark a queued job ignored: it is never run."""
-        await self._call(self._admin.cancel_job, job_handle)
+        return await self._call(  # type: ignore[no-any-return]
+            self._admin.cancel_job, job_handle)
 
-    async def create_function(self, name: str) -> None:
+    async def create_function(self, name: str) -> bool:
         """Make the function known to gearmand."""
-        await self._call(self._admin.create_function, name)
+        return await self._call(self._admin.create_function, name)  # type: ignore[no-any-return]
 
-    async def drop_function(self, name: str) -> None:
+    async def drop_function(self, name: str) -> bool:
         """Forget the function."""
-        await self._call(self._admin.drop_function, name)
+        return await self._call(self._admin.drop_function, name)  # type: ignore[no-any-return]
 
     async def show_jobs(self) -> List[Dict[str, Any]]:
         """[{"handle", "retries", "ignore_job", "job_queued"}]."""

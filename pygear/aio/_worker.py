@@ -18,6 +18,7 @@ Slot threads block every signal, so Ctrl-C reaches the loop's thread.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import threading
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
@@ -118,8 +119,9 @@ class Worker:
 
     def add_function(self, name: str, fn: Callable[..., Any], timeout: int = 0) -> None:
         """Serve ``name`` with ``fn(job)``: an ``async def`` runs in the loop,
-        a plain function in a slot thread.  ``timeout`` (seconds): gearmand's
-        limit, and for a coroutine pygear's too (it is cancelled, the job fails)."""
+        a plain function in a slot thread.  ``timeout`` (seconds): for a
+        coroutine, pygear's limit (it is cancelled, the job fails); for a
+        plain function, gearmand's (which requeues the job when it fires)."""
         if not callable(fn):
             raise TypeError("job function must be callable")
         _args.function_name(name)
@@ -202,7 +204,12 @@ class Worker:
                 if self._identifier:
                     worker.set_identifier("%s-%d" % (self._identifier, index))
                 for name, (fn, timeout) in self._functions.items():
-                    worker.add_function(name, self._bridge(loop, fn, timeout), timeout=timeout)
+                    # A coroutine's timeout is pygear's alone: gearmand's own
+                    # (CAN_DO_TIMEOUT) requeues the job when it fires, at the
+                    # same instant, so the WORK_FAIL is refused and the job
+                    # runs again, and again, instead of failing.
+                    c_timeout = 0 if inspect.iscoroutinefunction(fn) else timeout
+                    worker.add_function(name, self._bridge(loop, fn, timeout), timeout=c_timeout)
                 worker.set_timeout(_SLICE_MS)
                 worker.serve(until=self._stop.is_set)
             finally:
@@ -233,7 +240,11 @@ class Worker:
             waiter = asyncio.run_coroutine_threadsafe(_await(start), loop)
             try:
                 return waiter.result()
-            except (asyncio.CancelledError, asyncio.TimeoutError):
+            # A cancelled coroutine shows here as concurrent.futures'
+            # CancelledError (waiter is a concurrent Future), which is not
+            # asyncio's: both, or stop(timeout) sends WORK_EXCEPTION.
+            except (asyncio.CancelledError, concurrent.futures.CancelledError,
+                    asyncio.TimeoutError):
                 job.send_fail()                # stopped, or past its timeout: failed
                 return None
         return run

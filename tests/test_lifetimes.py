@@ -223,7 +223,7 @@ def test_random_create_use_drop_close(gearmand, echo_fn, seed, free_tasks):
 def test_close_client_with_tasks_and_callbacks_alive(gearmand, echo_fn):
     c = _client(gearmand, timeout=5000)
     seen = []
-    c.set_complete_fn(lambda task: seen.append((task.result(), c)))
+    c.set_complete_fn(lambda task, c=c: seen.append((task.result(), c)))  # a cycle through c
     c.set_data_fn(lambda task: seen.append(task.data()))
     done = [c.add_task(echo_fn, i) for i in range(5)]
     c.run_tasks()

@@ -153,6 +153,30 @@ def test_do_background_says_where_and_job_status_asks_there(gearmand):
     assert queued_on(gearmand.address, fn) == 2
 
 
+def test_concurrent_calls_libgearman_would_mismatch_all_end(gearmand, echo):
+    """What one C client cannot hold at once, gathered: two jobs with one
+    unique key (_workarounds.SAME_UNIQUE_IN_ONE_CLIENT), two status
+    questions about one handle (STATUS_TO_FIRST_TASK), a status question
+    beside submissions still waiting for JOB_CREATED
+    (STATUS_TAKES_JOB_CREATED).  Each call gets its own answer."""
+    idle = unique_name("aio_idle")       # nobody serves it: the jobs stay queued
+
+    async def main():
+        async with aio_client(gearmand.address) as c:
+            same = await asyncio.gather(*(c.do(echo, "same-%d" % i, unique="one key")
+                                          for i in range(3)), c.do(echo, "other"))
+            assert same == ["same-0", "same-1", "same-2", "other"]
+            sub = await c.do_background(idle, "x")
+            both = await asyncio.gather(c.job_status(sub["job_handle"]),
+                                        c.job_status(sub["job_handle"]))
+            assert both == [QUEUED, QUEUED]
+            mixed = await asyncio.gather(*(c.do_background(idle, i) for i in range(5)),
+                                         c.job_status(sub["job_handle"]))
+            assert mixed[-1] == QUEUED
+            assert len({m["job_handle"] for m in mixed[:-1]} | {sub["job_handle"]}) == 6
+    run(main(), timeout=20)
+
+
 def test_no_servers_and_a_refused_connection_raise_at_once():
     async def main():
         with pytest.raises(pygear.NO_SERVERS):

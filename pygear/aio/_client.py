@@ -80,13 +80,25 @@ class _Generation:
     """One batch C client of a server: its live tasks and how many of them
     nobody awaits any more."""
 
-    __slots__ = ("cc", "live", "abandoned", "reader")
+    __slots__ = ("cc", "live", "abandoned", "reader", "keyed", "closed_to_new")
 
     def __init__(self, cc: CClient) -> None:
         self.cc = cc
         self.live: Set[Task] = set()
         self.abandoned = 0
         self.reader: Optional[int] = None   # the fd the loop watches for it
+        # (function, unique) -> the foreground task with that key in C here:
+        # a second one beside it would never end (_workarounds.SAME_UNIQUE_IN_ONE_CLIENT)
+        self.keyed: Dict[Any, Task] = {}
+        self.closed_to_new = False          # new tasks go to a fresh C client
+
+
+def _may_ask(gen: _Generation, handle: bytes) -> bool:
+    """Whether a status task may go into ``gen``'s C client now: not beside
+    the same question (_workarounds.STATUS_TO_FIRST_TASK), nor beside a job
+    still waiting for its JOB_CREATED (_workarounds.STATUS_TAKES_JOB_CREATED)."""
+    return not any(t._status_of == handle or (t._status_of is None and not t._handle)
+                   for t in gen.live)
 
 
 class _Book:
@@ -493,6 +505,14 @@ class Client:
                 return                     # connecting: placed once it is up
             if len(gen.live) >= WINDOW:
                 return
+            holder = gen.keyed.get((task._fn, task._uq)) if task._key is not None else None
+            if holder is not None and not task._background:
+                if not holder._abandoned:
+                    return                 # sent once that one ended
+                gen.closed_to_new = True   # nobody awaits that one, which may never end
+                continue
+            if task._status_of is not None and not _may_ask(gen, task._status_of):
+                return                     # one round trip later
             self._waiting.popleft()
             self._submit(link, gen, task)
 
@@ -503,7 +523,8 @@ class Client:
 
     def _current(self, link: Link) -> Optional[_Generation]:
         gens = self._gens.get(link)
-        if gens and gens[-1].cc.ptr and gens[-1].abandoned < RETIRE_AFTER:
+        if gens and gens[-1].cc.ptr and gens[-1].abandoned < RETIRE_AFTER and \
+                not gens[-1].closed_to_new:
             return gens[-1]
         if link not in self._connecting:
             self._connect(link)
@@ -582,6 +603,8 @@ class Client:
         task._gen = gen
         task._state = "submitted"
         gen.live.add(task)
+        if task._key is not None and not task._background and task._status_of is None:
+            gen.keyed[task._fn, task._uq] = task
         _events.LIVE[addr] = task
 
     def _run_generation(self, link: Link, gen: _Generation) -> None:
@@ -631,6 +654,8 @@ class Client:
             addr = task._addr
             if addr is not None and gen is not None and task in gen.live:
                 gen.live.discard(task)
+                if gen.keyed.get((task._fn, task._uq)) is task:
+                    del gen.keyed[task._fn, task._uq]
                 _events.LIVE.pop(addr, None)
                 task._addr = None
                 _lib.gearman_task_free(addr)

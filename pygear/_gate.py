@@ -139,8 +139,10 @@ class Gate:
         return True
 
     # --- closing -------------------------------------------------------------
-    def close(self) -> None:
-        """Free the object once no call uses it; a second close does nothing."""
+    def close(self, free: Optional[Callable[[], None]] = None) -> None:
+        """Free the object once no call uses it; a second close does nothing.
+        ``free``: the owner's own, from its ``__del__`` (the weak reference
+        to it is already cleared when the cycle collector finalizes it)."""
         if self.closed:
             return
         if self.owner == _get_ident():
@@ -153,16 +155,17 @@ class Gate:
                 return                # the owner is in user code: leave() frees
             try:
                 if not self.closed:
-                    self._close_now()
+                    self._close_now(free)
             finally:
                 self._lock.release()
         finally:
             _signals.restore(token)
 
-    def _close_now(self) -> None:
+    def _close_now(self, free: Optional[Callable[[], None]] = None) -> None:
         self.closed = True
         self.closing = False
-        free = self._free()
+        if free is None:
+            free = self._free()
         if free is not None:
             free()
 

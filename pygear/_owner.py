@@ -87,7 +87,7 @@ class Owner:
         # the parent's sockets and must not tear them down.
         try:
             if not self._gate.closed and self._pid == _getpid():
-                self.close()
+                self._gate.close(self._free)
         except Exception:
             pass
 

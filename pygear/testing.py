@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import socket
 import time
 import uuid
@@ -224,6 +225,9 @@ def _leave_clean(server: GearmandServer, config) -> None:
         warnings.warn("left on %s: %s" % (server.address, "; ".join(left)))
 
 
+_HEX12 = re.compile(r"(?=([0-9a-f]{12}))")
+
+
 def release_functions(host: str, port: int, names: Iterable[str],
                       timeout: float = 30.0) -> List[str]:
     """On a shared gearmand, finish every job queued for the functions
@@ -235,13 +239,16 @@ def release_functions(host: str, port: int, names: Iterable[str],
     that still has jobs leaves them pointing at freed memory."""
     from .admin import Admin
     from .errors import ERROR
-    # A worker's namespace prefixes its functions: "ns1" + name is ours too.
-    by_tail: Dict[str, List[str]] = {}
+    # Every function whose name contains one of ours is ours too: a
+    # worker's namespace prefixes it ("ns1" + name), tests derive names
+    # from one (name + "_raw").  Names end in 12 hex digits (unique_name).
+    by_id: Dict[str, List[str]] = {}
     for name in names:
-        by_tail.setdefault(name[-13:], []).append(name)
+        by_id.setdefault(name[-12:], []).append(name)
 
     def ours(function: str) -> bool:
-        return any(function.endswith(n) for n in by_tail.get(function[-13:], ()))
+        return any(n in function for found in _HEX12.findall(function)
+                   for n in by_id.get(found, ()))
 
     deadline = time.monotonic() + timeout
     with Admin(host, port, timeout=10.0) as admin:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import re
 import resource
@@ -400,6 +401,22 @@ def test_cancelling_a_do_is_prompt_and_the_client_keeps_working(gearmand, echo):
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_client_dropped_without_close_frees_its_connections(gearmand, echo):
+    async def use_and_drop():
+        c = aio_client(gearmand.address)
+        assert await c.do(echo, "x") == "x"
+        # no close(): dropping the last reference must free the C side
+
+    async def main():
+        await use_and_drop()               # a first round: the loop's own fds
+        before = open_fds()
+        for _ in range(5):
+            await use_and_drop()
+        gc.collect()
+        return open_fds() - before
+    assert run(main()) <= 0
 
 
 def test_thousands_of_cancelled_calls_leak_nothing(gearmand, echo):
@@ -878,16 +895,18 @@ def readme_scripts():
 def test_the_readme_examples_run(gearmand, tmp_path):
     scripts = readme_scripts()
     assert set(scripts) == {"aio_worker.py", "aio_client.py"}
-    queued = unique_name("thumbnail")
+    # names of the session's own, which it cleans off a shared server
+    queued, rev, resize = (unique_name(n) for n in ("thumbnail", "reverse", "resize"))
     for name, code in scripts.items():
-        code = code.replace("localhost:4730", gearmand.address).replace('"thumbnail"',
-                                                                       repr(queued))
+        code = code.replace("localhost:4730", gearmand.address).replace(
+            '"thumbnail"', repr(queued)).replace('"reverse"', repr(rev)).replace(
+            '"resize"', repr(resize))
         (tmp_path / name).write_text(code)
     worker = subprocess.Popen([sys.executable, str(tmp_path / "aio_worker.py")],
                               cwd=str(tmp_path), env=child_env(), stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_workers(gearmand.host, gearmand.port, "reverse", 50)
+        wait_workers(gearmand.host, gearmand.port, rev, 50)
         out = subprocess.run([sys.executable, str(tmp_path / "aio_client.py")],
                              cwd=str(tmp_path), env=child_env(), capture_output=True,
                              text=True, timeout=40)
@@ -896,7 +915,7 @@ def test_the_readme_examples_run(gearmand, tmp_path):
         assert lines[:7] == ["olleh", "['eno', 'owt', 'eerht']", "resized photo.jpg",
                              "Event(status, 1/2)", "Event(complete, 'cba')", str(QUEUED),
                              "gave up"], lines
-        assert "reverse 0 0 50" in lines[7:], lines
+        assert "%s 0 0 50" % rev in lines[7:], lines
         # the background job, and the abandoned one while gearmand has not yet
         # seen that client's connection close
         assert {"%s 1 0 0" % queued, "%s 2 0 0" % queued} & set(lines[7:]), lines

@@ -39,11 +39,9 @@ CHURN = r'''
 import gc, json, random, sys, time
 import pygear
 
-seed, host, port, echo_fn, ops, free_tasks = sys.argv[1:7]
+seed, host, port, echo_fn, ops, free_tasks, idle_fn, grab_fn = sys.argv[1:9]
 port, ops = int(port), int(ops)
 rnd = random.Random(int(seed))
-idle_fn = "churn_idle_%s" % seed
-grab_fn = "churn_grab_%s" % seed
 
 clients, workers, tasks, jobs, closed = [], [], [], [], []
 created = {"clients": 0, "workers": 0, "tasks": 0, "jobs": 0}
@@ -208,8 +206,10 @@ print(json.dumps({"created": created, "unexpected": unexpected[:20]}), flush=Tru
 
 @pytest.mark.parametrize("seed,free_tasks", [(1, "0"), (2, "0"), (3, "1"), (4, "1")])
 def test_random_create_use_drop_close(gearmand, echo_fn, seed, free_tasks):
+    # (unique_name: on a shared server the session's end drains and drops them)
     proc = run_python(CHURN, [str(seed), gearmand.host, str(gearmand.port), echo_fn, "5000",
-                              free_tasks], timeout=100)
+                              free_tasks, unique_name("churn_idle"), unique_name("churn_grab")],
+                      timeout=100)
     assert proc.returncode == 0, describe(proc)
     report = last_json(proc.stdout)
     assert report["unexpected"] == [], report
@@ -460,15 +460,29 @@ def test_client_collectable(gearmand, echo_fn):
 
 
 def test_worker_collectable(gearmand):
+    names = []
+
     def make():
         w = _worker(gearmand, timeout=100)
-        w.add_function(unique_name("w"), 0, lambda job: w.timeout())
-        w.register(unique_name("g"))
+        names.extend([unique_name("w"), unique_name("g")])
+        w.add_function(names[-2], 0, lambda job: w.timeout())   # a cycle through its function
+        w.register(names[-1])
         with pytest.raises(pygear.TIMEOUT):
             w.work()
         return w
     for _ in range(3):
         assert _collected(make)
+    # and collecting it closed its connection: gearmand lists no worker for them
+    # (the cycle collector clears weak references before it runs __del__)
+    deadline = time.monotonic() + 5
+    while True:
+        with pygear.Admin(gearmand.host, gearmand.port, timeout=5) as admin:
+            left = {r["function"]: r["available_workers"] for r in admin.status()
+                    if r["function"] in names and r["available_workers"]}
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert left == {}
 
 
 def test_plain_client_and_worker_freed_by_refcount(gearmand):

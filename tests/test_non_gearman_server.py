@@ -47,7 +47,7 @@ def failure(call):
         return "%s: %s" % (type(exc).__name__, exc)
 
 
-def non_gearman_child(bad, good, fn):
+def non_gearman_child(bad, good, fn, own):
     for name, call in CLIENT_CALLS.items():
         c = pygear.Client()
         c.add_servers(bad)
@@ -70,7 +70,6 @@ def non_gearman_child(bad, good, fn):
     emit(mixed_do=c.do(fn, "do"), mixed_task=task.result(),
          mixed_status=c.job_status(c.do_background(fn, "bg")["job_handle"])["is_known"] in
          (True, False))
-    own = unique_name("good")
     w = pygear.Worker()
     w.add_servers("%s,%s" % (bad, good))
     w.set_timeout(10000)
@@ -99,7 +98,8 @@ CASES = [pytest.param(garbage, echoes, id="%s, %s" % (
 def test_a_server_that_is_not_gearman(gearmand, echo_fn, garbage, echoes):
     with FakeGearmand("garbage", garbage=GARBAGE[garbage], echoes=echoes) as bad:
         lines = run_child(calling("tests.test_non_gearman_server:non_gearman_child"),
-                          [bad.address, gearmand.address, echo_fn], timeout=50)
+                          [bad.address, gearmand.address, echo_fn, unique_name("good")],
+                          timeout=50)
     outcomes = {line["call"]: line["outcome"] for line in lines if "call" in line}
     assert outcomes == {name: "GearmanError" for name in list(CLIENT_CALLS) + list(WORKER_CALLS)}
     mixed = {k: v for line in lines for k, v in line.items() if k.startswith("mixed")}

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import weakref
 from ctypes import byref, c_int
 from typing import Any, AsyncIterator, Deque, Dict, Iterable, List, Optional, Set, Union
 
@@ -135,6 +136,15 @@ class _Book:
                              self.client._loop_time() - task._started)
 
 
+def _weakly(ref: "weakref.ref[Client]", method: Any, *args: Any) -> None:
+    """A loop callback that does not keep its Client alive: a Client
+    dropped without close() is collected (and freed, ``__del__``) while
+    the loop runs on."""
+    client = ref()
+    if client is not None:
+        method(client, *args)
+
+
 class Client:
     """An asyncio Gearman client: ``await c.do(fn, data)`` and friends.
 
@@ -158,6 +168,7 @@ class Client:
         self._scheduled = False
         self._ticker: Optional[asyncio.TimerHandle] = None
         self._rc = c_int(SUCCESS)
+        self._pid = os.getpid()
         self._closed = False
         env = os.environ.get("GEARMAN_SERVERS")
         if env:
@@ -184,6 +195,16 @@ class Client:
         for fut in list(self._connecting.values()):
             await asyncio.gather(fut, return_exceptions=True)
         self._free()
+
+    def __del__(self, _getpid: Any = os.getpid) -> None:
+        # Dropped without close(): its C clients and their sockets go now.
+        # Only in the process that made it (a forked child shares them).
+        try:
+            if not self._closed and self._pid == _getpid():
+                self._closed = True
+                self._free()
+        except Exception:
+            pass
 
     def _free(self) -> None:
         if self._ticker is not None:
@@ -578,7 +599,7 @@ class Client:
         if watch is not None and watch.fd is not None and self._loop is not None:
             fd = watch.fd
             gen.reader = fd
-            self._loop.add_reader(fd, self._readable, link, gen)
+            self._loop.add_reader(fd, _weakly, weakref.ref(self), Client._readable, link, gen)
 
     def _readable(self, link: Link, gen: _Generation) -> None:
         cc = gen.cc
@@ -725,7 +746,7 @@ class Client:
         busy = any(gen.live for gens in self._gens.values() for gen in gens) or \
             bool(self._waiting)
         if busy and self._ticker is None and self._loop is not None:
-            self._ticker = self._loop.call_later(TICK, self._tick)
+            self._ticker = self._loop.call_later(TICK, _weakly, weakref.ref(self), Client._tick)
 
     def _tick(self) -> None:
         self._ticker = None

@@ -23,8 +23,13 @@ def source(name, port):
         return f.read().replace("'localhost', 4730", "'127.0.0.1', %d" % port)
 
 
+# pygear, as libgearman, adds $GEARMAN_SERVERS to every Client and Worker:
+# the examples must see only the demo's own server.
+ENV = {k: v for k, v in os.environ.items() if k != "GEARMAN_SERVERS"}
+
+
 def start(name, port):
-    return subprocess.Popen([sys.executable, "-c", source(name, port)],
+    return subprocess.Popen([sys.executable, "-c", source(name, port)], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -85,7 +90,7 @@ def main():
             # sends raw bytes unless told --json.
             cmd = [sys.executable, "-m", "pygear", "--server", server.address,
                    "submit", "--json", "reverse", '"Hello from the CLI!"']
-            done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV,
                                   text=True, timeout=30, cwd=os.path.dirname(HERE))
             show("the command line, speaking JSON to the same worker", done.returncode,
                  done.stdout.strip(), sent=["pygear submit --json reverse "

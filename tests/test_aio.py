@@ -29,9 +29,9 @@ import pygear
 from pygear import aio
 from pygear.testing import unique_name
 
-from .faultkit import (ROOT, Child, ClusterWorkers, HeldJob, ServingThread, WorkerProc, calling,
+from .faultkit import (ROOT, Child, ClusterWorkers, HeldJob, ServingThread, calling,
                        child_env, dead_port, describe, emit, json_lines, queued_on, rss_bytes,
-                       split_address, stop_process, wait_workers)
+                       serve_function, split_address, stop_process, wait_workers)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -80,27 +80,15 @@ def aio_client(address: str, timeout_ms: int = 20000) -> aio.Client:
     return c
 
 
-def served_by_processes(gearmand, prefix: str, func: str, count: int = 2):
-    """``count`` worker processes (not this loop) serving faultkit's ``func``."""
-    name = unique_name(prefix)
-    procs = [WorkerProc(gearmand.address, {name: func}) for _ in range(count)]
-    try:
-        wait_workers(gearmand.host, gearmand.port, name, count)
-        yield name
-    finally:
-        for proc in procs:
-            proc.stop()
-
-
 @pytest.fixture(scope="module")
 def echo(gearmand):
-    yield from served_by_processes(gearmand, "aio_echo", "echo")
+    yield from serve_function(gearmand, "aio_echo", "echo", count=2)
 
 
 @pytest.fixture(scope="module")
 def slow_echo(gearmand):
     """Echo after 1 ms: 2,000 jobs over two processes keep ~1 s of work in flight."""
-    yield from served_by_processes(gearmand, "aio_slow_echo", "slow_echo")
+    yield from serve_function(gearmand, "aio_slow_echo", "slow_echo", count=2)
 
 
 # --- do, priorities, background, status ----------------------------------------------

@@ -9,7 +9,7 @@ when its C side is created and freed, is the TaskBook's business
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple
 
 from . import _events, _lib, _report
 from ._events import COMPLETE, CREATED, DATA, EXCEPTION, FAIL, STATUS, WARNING
@@ -34,6 +34,28 @@ def record_outcome(metrics: Any, task: "Task", now: float) -> None:
     if metrics is not None and task._started is not None:
         metrics.finished(task._function, _OUTCOMES.get(task._rc, "complete"),
                          now - task._started)
+
+
+# What one batch C client can hold only one of at a time: the blocking
+# TaskBook and aio.Client both keep a second one waiting in Python.
+
+def job_key(task: "Task") -> Optional[Tuple[Any, Any]]:
+    """A foreground job's (function, unique) when the user gave the key: a
+    second one beside it in the same C client never ends
+    (_workarounds.SAME_UNIQUE_IN_ONE_CLIENT).  None for every other task."""
+    if task._key is None or task._background or task._status_of is not None:
+        return None
+    return task._fn, task._uq
+
+
+def may_ask(tasks: Iterable["Task"], handle: bytes) -> bool:
+    """Whether a status task about ``handle`` may join the C client that
+    holds ``tasks`` now: not beside the same question
+    (_workarounds.STATUS_TO_FIRST_TASK), nor beside a job still waiting for
+    its JOB_CREATED (_workarounds.STATUS_TAKES_JOB_CREATED).  Either waits
+    one round trip."""
+    return not any(t._status_of == handle or (t._status_of is None and not t._handle)
+                   for t in tasks)
 
 
 def _text(raw: Optional[bytes]) -> Optional[str]:

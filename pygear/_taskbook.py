@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
 from . import _lib, _signals
 from ._events import LIVE
 from ._link import SERVER_FAILURES, CClient, Link, server_failure
-from ._task import Task, record_outcome
+from ._task import Task, job_key, may_ask, record_outcome
 from ._wait import WAITING, Deadline, drive
 from .errors import RETURN_CODES, GearmanError, error_for
 
@@ -57,11 +57,7 @@ class TaskBook:
     def __init__(self, client: "Client") -> None:
         self._settings = client._settings
         self._issuers = client._issuers
-        # (server, handle) of each status task in C: libgearman gives a
-        # handle's STATUS_RES to the first only (_workarounds.STATUS_TO_FIRST_TASK)
-        self._asking: set = set()
-        # (server, function, unique) of each foreground job with a key in C:
-        # a second one beside it never completes (_workarounds.SAME_UNIQUE_IN_ONE_CLIENT)
+        # (server,) + job_key of each keyed foreground job in C (_task.job_key)
         self._keyed: set = set()
         self.waiting: Deque[Task] = deque()
         self.live: Dict[int, Task] = {}
@@ -181,26 +177,17 @@ class TaskBook:
         candidates = up or candidates
         if task._key is not None or task._status_of is not None:
             candidates = candidates[:1]       # its own server, or wait for room there
-            if task._status_of is not None and candidates and \
-                    not self._may_ask(candidates[0], task._status_of):
+            if task._status_of is not None and candidates and not may_ask(
+                    (t for t in self.live.values() if t._link is candidates[0]),
+                    task._status_of):
                 return None
-            if task._key is not None and not task._background and candidates and \
-                    (candidates[0], task._fn, task._uq) in self._keyed:
+            key = job_key(task)
+            if key is not None and candidates and (candidates[0],) + key in self._keyed:
                 return None                   # after the first one ended
         for link in candidates:
             if link.live < WINDOW:
                 return link
         return None
-
-    def _may_ask(self, link: Link, handle: bytes) -> bool:
-        """Whether a status task may go into ``link``'s C client now: not
-        beside the same question (_workarounds.STATUS_TO_FIRST_TASK), nor
-        beside a job still waiting for its JOB_CREATED
-        (_workarounds.STATUS_TAKES_JOB_CREATED).  Both wait one round trip."""
-        if (link, handle) in self._asking:
-            return False
-        return not any(t._link is link and t._status_of is None and not t._handle
-                       for t in self.live.values())
 
     def _submit(self, client: "Client", cc: CClient, task: Task) -> None:
         if task._status_of is not None:
@@ -215,10 +202,9 @@ class TaskBook:
                                           % task._function))
         task._addr, task._link = addr, cc.link
         task._server = cc.link.name
-        if task._status_of is not None:
-            self._asking.add((cc.link, task._status_of))
-        elif task._key is not None and not task._background:
-            self._keyed.add((cc.link, task._fn, task._uq))
+        key = job_key(task)
+        if key is not None:
+            self._keyed.add((cc.link,) + key)
         task._state = "submitted"
         self.live[addr] = task
         LIVE[addr] = task
@@ -313,10 +299,9 @@ class TaskBook:
             task._addr = None
             task._link.live -= 1
             _lib.gearman_task_free(addr)
-            if task._status_of is not None:
-                self._asking.discard((task._link, task._status_of))
-            elif task._key is not None:
-                self._keyed.discard((task._link, task._fn, task._uq))
+            key = job_key(task)
+            if key is not None:
+                self._keyed.discard((task._link,) + key)
             if task._status_of is None and task._handle:
                 self._issuers.issued(task._handle, task._link)
 
@@ -331,8 +316,9 @@ class TaskBook:
             del self.live[addr]
             LIVE.pop(addr, None)
             task._addr = None
-            self._asking.discard((link, task._status_of))
-            self._keyed.discard((link, task._fn, task._uq))
+            key = job_key(task)
+            if key is not None:
+                self._keyed.discard((link,) + key)
             if task._state == "finished":
                 continue
             if task._background and task._handle and c_task_done(addr):
@@ -355,5 +341,4 @@ class TaskBook:
             task._addr = None
         self.live.clear()
         self.waiting.clear()
-        self._asking.clear()
         self._keyed.clear()

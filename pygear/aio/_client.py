@@ -40,7 +40,7 @@ from .._link import SERVER_FAILURES, CClient, Link, server_failure
 from .._placement import Placement
 from .._probe import format_server
 from .._settings import ClientSettings
-from .._task import Task
+from .._task import Task, job_key, may_ask
 from .._wait import Deadline
 from ..errors import ERROR, RETURN_CODES, GearmanError, error_for
 from ..serializers import check_serializer, encode
@@ -88,18 +88,9 @@ class _Generation:
         self.live: Set[Task] = set()
         self.abandoned = 0
         self.reader: Optional[int] = None   # the fd the loop watches for it
-        # (function, unique) -> the foreground task with that key in C here:
-        # a second one beside it would never end (_workarounds.SAME_UNIQUE_IN_ONE_CLIENT)
+        # _task.job_key -> the task with that key in C here
         self.keyed: Dict[Any, Task] = {}
         self.closed_to_new = False          # new tasks go to a fresh C client
-
-
-def _may_ask(gen: _Generation, handle: bytes) -> bool:
-    """Whether a status task may go into ``gen``'s C client now: not beside
-    the same question (_workarounds.STATUS_TO_FIRST_TASK), nor beside a job
-    still waiting for its JOB_CREATED (_workarounds.STATUS_TAKES_JOB_CREATED)."""
-    return not any(t._status_of == handle or (t._status_of is None and not t._handle)
-                   for t in gen.live)
 
 
 class _Book:
@@ -526,13 +517,14 @@ class Client:
                 return                     # connecting: placed once it is up
             if len(gen.live) >= WINDOW:
                 return
-            holder = gen.keyed.get((task._fn, task._uq)) if task._key is not None else None
-            if holder is not None and not task._background:
+            key = job_key(task)
+            holder = gen.keyed.get(key) if key is not None else None
+            if holder is not None:
                 if not holder._abandoned:
                     return                 # sent once that one ended
                 gen.closed_to_new = True   # nobody awaits that one, which may never end
                 continue
-            if task._status_of is not None and not _may_ask(gen, task._status_of):
+            if task._status_of is not None and not may_ask(gen.live, task._status_of):
                 return                     # one round trip later
             self._waiting.popleft()
             self._submit(link, gen, task)
@@ -624,8 +616,9 @@ class Client:
         task._gen = gen
         task._state = "submitted"
         gen.live.add(task)
-        if task._key is not None and not task._background and task._status_of is None:
-            gen.keyed[task._fn, task._uq] = task
+        key = job_key(task)
+        if key is not None:
+            gen.keyed[key] = task
         _events.LIVE[addr] = task
 
     def _run_generation(self, link: Link, gen: _Generation) -> None:
@@ -675,8 +668,9 @@ class Client:
             addr = task._addr
             if addr is not None and gen is not None and task in gen.live:
                 gen.live.discard(task)
-                if gen.keyed.get((task._fn, task._uq)) is task:
-                    del gen.keyed[task._fn, task._uq]
+                key = job_key(task)
+                if key is not None and gen.keyed.get(key) is task:
+                    del gen.keyed[key]
                 _events.LIVE.pop(addr, None)
                 task._addr = None
                 _lib.gearman_task_free(addr)
